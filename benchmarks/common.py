@@ -1,0 +1,51 @@
+"""What every benchmark records beside its numbers: machine, date, command, versions."""
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if "model name" in line
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def write_results(name: str, results: dict, markdown: str) -> Path:
+    """Write results/<name>.json and .md, stamped with command, date and machine."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = {
+        "command": shlex.join(["python", *sys.argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    record = {**stamp, **results}
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    header = f"Command: `{stamp['command']}`  \nDate: {stamp['date']}  \nMachine: {json.dumps(stamp['machine'])}\n\n"
+    (RESULTS / f"{name}.md").write_text(header + markdown + "\n")
+    return RESULTS / f"{name}.json"

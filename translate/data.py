@@ -1,0 +1,389 @@
+"""From a Hugging Face translation dataset to padded token-id batches.
+
+    load_dataset -> (src, tgt) text pairs -> joint SentencePiece -> token ids (cached by `datasets`)
+                 -> token-budget batches from length-sorted buckets -> Batch
+
+The flat schema (`{"de": ..., "en": ...}`, as bentrevett/multi30k) and the nested one
+(`{"translation": {"de": ..., "en": ...}}`, as wmt16 or opus_books) are both read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import datasets
+import lightning as L
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from translate.tokenizer import ModelType, SharedTokenizer
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+LOCAL_COPY_HINT = "../shared/data/multi30k"
+
+
+def load_splits(dataset: str, config: str | None = None, cache_dir: Path | None = None):
+    """`datasets.load_dataset` on a Hub id, a local folder or a local file, splits renamed to
+    train/validation/test (val, valid and dev are accepted for validation)."""
+    try:
+        splits = _load(dataset, config, cache_dir)
+    except ValueError as e:
+        empty = re.search(r'Instruction "(.+)" corresponds to no data', str(e))
+        if empty is None:
+            raise
+        raise ValueError(f"split {empty[1]!r} of dataset {dataset!r} is empty") from e
+    return datasets.DatasetDict({SPLIT_ALIASES.get(name, name): split for name, split in splits.items()})
+
+
+def _load(dataset: str, config: str | None, cache_dir: Path | None) -> datasets.DatasetDict:
+    path = Path(dataset).expanduser()
+    kwargs = {"cache_dir": str(cache_dir) if cache_dir else None}
+    if path.is_file():
+        builder = FILE_BUILDERS.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"dataset file {path} has suffix {path.suffix!r}; expected one of {sorted(FILE_BUILDERS)}")
+        extra = {"delimiter": "\t"} if path.suffix == ".tsv" else {}
+        splits = datasets.load_dataset(builder, data_files=str(path), **kwargs, **extra)
+    elif path.is_dir():
+        splits = datasets.load_dataset(str(path), config, **kwargs)
+    elif dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
+        raise FileNotFoundError(f"dataset path {dataset!r} does not exist")
+    else:
+        try:
+            splits = datasets.load_dataset(dataset, config, **kwargs)
+        except (datasets.exceptions.DatasetNotFoundError, OSError) as e:
+            raise FileNotFoundError(
+                f"could not load dataset {dataset!r} from the Hugging Face Hub ({type(e).__name__}: {e}). "
+                f"Without Hub access, point at a local copy of the same files instead, "
+                f"e.g. --data.dataset {LOCAL_COPY_HINT}"
+            ) from e
+    return splits
+
+
+def text_pairs(split: datasets.Dataset, src_lang: str, tgt_lang: str, name: str) -> datasets.Dataset:
+    """The split reduced to string columns `src` and `tgt`, from either schema; rejects
+    missing languages and sentences that are not strings, naming the row."""
+    if "translation" in split.column_names:
+        split = split.flatten()
+        columns = {f"translation.{src_lang}": "src", f"translation.{tgt_lang}": "tgt"}
+    else:
+        columns = {src_lang: "src", tgt_lang: "tgt"}
+    for column in columns:
+        if column not in split.column_names:
+            raise KeyError(
+                f"split {name!r} has no column {column!r} for the language pair "
+                f"{src_lang}->{tgt_lang}; columns found: {split.column_names}"
+            )
+    split = split.select_columns(list(columns)).rename_columns(columns)
+    for column, side in columns.items():
+        values = split.data.column(side)
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            raise TypeError(f"split {name!r}: column {column!r} holds {values.type}, expected strings")
+        if values.null_count:
+            row = pc.index(pc.is_null(values), True).as_py()
+            raise TypeError(f"split {name!r} row {row}: the {column!r} sentence is None, expected a string")
+    return split
+
+
+def within_length(batch: dict[str, list[list[int]]], max_length: int) -> list[bool]:
+    """Training filter: both sides non-empty and at most `max_length` tokens."""
+    return [
+        0 < len(s) <= max_length and 0 < len(t) <= max_length
+        for s, t in zip(batch["src_ids"], batch["tgt_ids"], strict=True)
+    ]
+
+
+@dataclass
+class Batch:
+    """Padded token ids of a batch; `index` is each example's row in its split."""
+
+    src: Tensor  # (B, S) source ids, right-padded
+    src_lengths: Tensor  # (B,)
+    tgt_in: Tensor  # (B, T) bos + y
+    tgt_out: Tensor  # (B, T) y + eos
+    index: Tensor  # (B,)
+
+    def __len__(self) -> int:
+        return self.src.size(0)
+
+
+def ragged(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A list<int> column as (flat values, offsets): row i is values[offsets[i]:offsets[i+1]]."""
+    column = column.combine_chunks()
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pc.list_flatten(column).to_numpy().astype(np.int64), offsets
+
+
+class TokenizedPairs(Dataset):
+    """Token ids of one split, held as flat arrays; indexing with a list of rows gives a Batch."""
+
+    def __init__(self, split: datasets.Dataset, tokenizer: SharedTokenizer) -> None:
+        table = split.with_format("arrow")[:]
+        self.src, self.src_offsets = ragged(table.column("src_ids"))
+        self.tgt, self.tgt_offsets = ragged(table.column("tgt_ids"))
+        self.pad_id, self.bos_id, self.eos_id = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
+
+    def __len__(self) -> int:
+        return len(self.src_offsets) - 1
+
+    @property
+    def src_lengths(self) -> np.ndarray:
+        return np.diff(self.src_offsets)
+
+    @property
+    def tgt_lengths(self) -> np.ndarray:
+        return np.diff(self.tgt_offsets)
+
+    def __getitem__(self, rows: list[int]) -> Batch:
+        src_len = self.src_offsets[np.add(rows, 1)] - self.src_offsets[rows]  # (B,)
+        tgt_len = self.tgt_offsets[np.add(rows, 1)] - self.tgt_offsets[rows]  # (B,)
+        n, s, t = len(rows), max(int(src_len.max()), 1), int(tgt_len.max()) + 1
+        src = np.full((n, s), self.pad_id, dtype=np.int64)  # (B, S)
+        tgt_in = np.full((n, t), self.pad_id, dtype=np.int64)  # (B, T)
+        tgt_out = np.full((n, t), self.pad_id, dtype=np.int64)  # (B, T)
+        tgt_in[:, 0] = self.bos_id
+        for i, row in enumerate(rows):
+            y = self.tgt[self.tgt_offsets[row] : self.tgt_offsets[row + 1]]
+            src[i, : src_len[i]] = self.src[self.src_offsets[row] : self.src_offsets[row + 1]]
+            tgt_in[i, 1 : tgt_len[i] + 1] = y
+            tgt_out[i, : tgt_len[i]] = y
+            tgt_out[i, tgt_len[i]] = self.eos_id
+        return Batch(
+            src=torch.from_numpy(src),
+            src_lengths=torch.from_numpy(src_len),
+            tgt_in=torch.from_numpy(tgt_in),
+            tgt_out=torch.from_numpy(tgt_out),
+            index=torch.as_tensor(rows),
+        )
+
+
+class TokenBudgetSampler(DistributedSampler):
+    """Yields lists of rows whose padded size, batch x max(src_len, tgt_len + 1), stays within
+    `max_tokens` (an example longer than that gets a batch of its own). Rows are sorted by
+    (source, target) length so that a batch holds similar lengths.
+
+    With `shuffle`, ties are broken and the batch order drawn afresh from (seed, epoch); the same on
+    every rank. With several ranks each takes every `num_replicas`-th batch: training drops the
+    remainder so every rank gets the same number of disjoint batches. It is a DistributedSampler so
+    that Lightning uses it as it is instead of wrapping it in another one.
+    """
+
+    def __init__(
+        self,
+        src_lengths: np.ndarray,
+        tgt_lengths: np.ndarray,
+        max_tokens: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        super().__init__(src_lengths, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.src_lengths = np.asarray(src_lengths)
+        self.tgt_lengths = np.asarray(tgt_lengths)
+        self.max_tokens = max_tokens
+
+    def batches(self) -> list[list[int]]:
+        """This rank's batches for the current epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        tiebreak = rng.permutation(len(self.src_lengths)) if self.shuffle else np.arange(len(self.src_lengths))
+        order = np.lexsort((tiebreak, self.tgt_lengths, self.src_lengths))
+        sizes = np.maximum(self.src_lengths, self.tgt_lengths + 1)[order]
+        batches, start, longest = [], 0, 0
+        for i, size in enumerate(sizes):
+            longest = max(longest, size)
+            if (i - start + 1) * longest > self.max_tokens and i > start:
+                batches.append(order[start:i].tolist())
+                start, longest = i, size
+        if start < len(order):
+            batches.append(order[start:].tolist())
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+            batches = batches[: len(batches) - len(batches) % self.num_replicas]
+        return batches[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+class TranslationDataModule(L.LightningDataModule):
+    """One datamodule for all three models: loads, tokenizes and batches a translation dataset.
+
+    Args:
+        dataset: Hub id (e.g. ``bentrevett/multi30k``), local dataset folder, or a .jsonl/.csv/.tsv/.parquet file.
+        dataset_config: Hub configuration name, e.g. ``de-en`` for wmt16.
+        src_lang / tgt_lang: column names (flat schema) or keys of the ``translation`` column.
+        vocab_size / tokenizer_type: the joint SentencePiece model, trained on the train split.
+        max_length: training pairs with more tokens than this on either side are dropped.
+        max_tokens: padded tokens per training batch; ``eval_max_tokens`` for validation/test.
+        cache_dir: where tokenizers and the ``datasets`` cache (tokenized splits) live.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "bentrevett/multi30k",
+        dataset_config: str | None = None,
+        src_lang: str = "de",
+        tgt_lang: str = "en",
+        vocab_size: int = 8000,
+        tokenizer_type: ModelType = "unigram",
+        max_length: int = 128,
+        max_tokens: int = 4096,
+        eval_max_tokens: int = 8192,
+        num_workers: int = 0,
+        seed: int = 42,
+        cache_dir: str = "data",
+    ) -> None:
+        super().__init__()
+        if src_lang == tgt_lang:
+            raise ValueError(f"src_lang and tgt_lang are both {src_lang!r}; a translation needs two languages")
+        self.save_hyperparameters()
+        self.dataset, self.dataset_config = dataset, dataset_config
+        self.src_lang, self.tgt_lang = src_lang, tgt_lang
+        self.vocab_size_requested, self.tokenizer_type = vocab_size, tokenizer_type
+        self.max_length, self.max_tokens, self.eval_max_tokens = max_length, max_tokens, eval_max_tokens
+        self.num_workers, self.seed = num_workers, seed
+        self.cache_dir = Path(cache_dir)
+        self.pairs: dict[str, TokenizedPairs] = {}
+        self.dropped = 0
+
+    @cached_property
+    def texts(self) -> datasets.DatasetDict:
+        """Each split as string columns `src` and `tgt`."""
+        raw = load_splits(self.dataset, self.dataset_config, self.cache_dir / "datasets")
+        for name, split in raw.items():
+            if split.num_rows == 0:
+                raise ValueError(f"split {name!r} of dataset {self.dataset!r} is empty")
+        if "train" not in raw:
+            raise KeyError(f"dataset {self.dataset!r} has no train split; splits found: {list(raw)}")
+        return datasets.DatasetDict(
+            {name: text_pairs(split, self.src_lang, self.tgt_lang, name) for name, split in raw.items()}
+        )
+
+    @property
+    def tokenizer_path(self) -> Path:
+        """Cache file of the tokenizer, keyed by dataset, config, languages, vocab size and type."""
+        source = str(Path(self.dataset).resolve()) if Path(self.dataset).exists() else self.dataset
+        languages = f"{self.src_lang}-{self.tgt_lang}"
+        key = f"{source}|{self.dataset_config}|{languages}|{self.vocab_size_requested}|{self.tokenizer_type}"
+        name = re.sub(r"[^A-Za-z0-9]+", "_", Path(self.dataset).name).strip("_")
+        digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+        stem = f"{name}.{languages}.{self.tokenizer_type}{self.vocab_size_requested}.{digest}"
+        return self.cache_dir / "tokenizers" / f"{stem}.model"
+
+    @cached_property
+    def tokenizer(self) -> SharedTokenizer:
+        """The joint tokenizer: loaded from the cache, or trained on both sides of the train split."""
+        path = self.tokenizer_path
+        if path.exists():
+            return SharedTokenizer.load(path)
+        train = self.texts["train"]
+        return SharedTokenizer.load_or_train(
+            path,
+            (text for side in ("src", "tgt") for text in train[side] if text.strip()),
+            vocab_size=self.vocab_size_requested,
+            model_type=self.tokenizer_type,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_id
+
+    def tokenized(self, split: str) -> datasets.Dataset:
+        """Token ids of a split (columns `src_ids`, `tgt_ids`), cached by `datasets.map`."""
+        tokenizer = self.tokenizer
+
+        def encode(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+            return {"src_ids": tokenizer.encode(batch["src"]), "tgt_ids": tokenizer.encode(batch["tgt"])}
+
+        return self.texts[split].map(encode, batched=True, remove_columns=["src", "tgt"], desc=f"tokenizing {split}")
+
+    def split_name(self, split: str) -> str:
+        name = SPLIT_ALIASES.get(split, split)
+        if name not in self.texts:
+            raise KeyError(f"dataset {self.dataset!r} has no {split!r} split; splits found: {list(self.texts)}")
+        return name
+
+    def prepare_data(self) -> None:
+        for split in self.texts:
+            self.tokenized(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        needed = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
+        for split in needed.get(stage, [s for s in SPLITS if s in self.texts]):
+            if split in self.pairs:
+                continue
+            data = self.tokenized(self.split_name(split))
+            if split == "train":
+                n = data.num_rows
+                data = data.filter(
+                    within_length, batched=True, fn_kwargs={"max_length": self.max_length}, desc="filtering train"
+                )
+                self.dropped = n - data.num_rows
+                log.info(
+                    "train: dropped %d of %d pairs (empty, or over %d tokens on a side)",
+                    self.dropped,
+                    n,
+                    self.max_length,
+                )
+            self.pairs[split] = TokenizedPairs(data, self.tokenizer)
+
+    def sources(self, split: str) -> list[str]:
+        return self.texts[self.split_name(split)]["src"]
+
+    def references(self, split: str) -> list[str]:
+        return self.texts[self.split_name(split)]["tgt"]
+
+    def sampler(self, split: str, shuffle: bool) -> TokenBudgetSampler:
+        pairs = self.pairs[split]
+        trainer = self.trainer
+        return TokenBudgetSampler(
+            pairs.src_lengths,
+            pairs.tgt_lengths,
+            max_tokens=self.max_tokens if shuffle else self.eval_max_tokens,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
+
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self.pairs[split],
+            sampler=self.sampler(split, shuffle),
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
