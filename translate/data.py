@@ -256,7 +256,6 @@ class TranslationDataModule(L.LightningDataModule):
         super().__init__()
         if src_lang == tgt_lang:
             raise ValueError(f"src_lang and tgt_lang are both {src_lang!r}; a translation needs two languages")
-        self.save_hyperparameters()
         self.dataset, self.dataset_config = dataset, dataset_config
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.vocab_size_requested, self.tokenizer_type = vocab_size, tokenizer_type

@@ -1,0 +1,227 @@
+"""The three models: learning, masking, attention, the decoding interface, and the CLI around them."""
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import make_pairs, write_jsonl
+
+from translate.cli import cli
+from translate.data import TranslationDataModule
+from translate.models import BahdanauSeq2Seq, GRUSeq2Seq, Seq2SeqModule, TransformerSeq2Seq
+from translate.tokenizer import BOS_ID, PAD_ID
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+TINY = {
+    "gru": (GRUSeq2Seq, {"embed_dim": 64, "hidden": 128, "dropout": 0.0}),
+    "bahdanau": (BahdanauSeq2Seq, {"embed_dim": 64, "hidden": 64, "attention_dim": 64, "dropout": 0.0}),
+    "transformer": (
+        TransformerSeq2Seq,
+        {"d_model": 64, "heads": 4, "ff_dim": 128, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0},
+    ),
+}
+TINY_CLI = {
+    "gru": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32"],
+    "bahdanau": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32", "--model.init_args.attention_dim=16"],
+    "transformer": ["--model.init_args.d_model=32", "--model.init_args.heads=2", "--model.init_args.ff_dim=64"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Word-by-word 'translation' over a 16-word lexicon, 1-6 words a sentence."""
+    root = tmp_path_factory.mktemp("tiny")
+    rows = make_pairs(400, seed=0, max_words=6)
+    write_jsonl(root / "train.jsonl", rows)
+    write_jsonl(root / "validation.jsonl", rows[:50])
+    write_jsonl(root / "test.jsonl", rows[:50])
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_dm(tiny_corpus, tmp_path_factory) -> TranslationDataModule:
+    cache = tmp_path_factory.mktemp("cache")
+    return TranslationDataModule(dataset=str(tiny_corpus), cache_dir=str(cache), vocab_size=400, max_tokens=1024)
+
+
+def tiny_model(name: str, vocab_size: int, **kwargs) -> Seq2SeqModule:
+    cls, sizes = TINY[name]
+    L.seed_everything(0)
+    return cls(vocab_size=vocab_size, **sizes, **kwargs)
+
+
+def random_batch(vocab_size: int, lengths=(7, 4, 1), tgt_len: int = 6, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, vocab_size, (len(lengths), max(lengths)), generator=g)
+    for i, n in enumerate(lengths):
+        src[i, n:] = PAD_ID
+    tgt = torch.randint(4, vocab_size, (len(lengths), tgt_len), generator=g)
+    tgt[:, 0] = BOS_ID
+    return src, torch.tensor(lengths), tgt
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_overfits_tiny_task(name, tiny_dm, tmp_path):
+    model = tiny_model(name, tiny_dm.vocab_size, lr=3e-3, label_smoothing=0.0)
+    if name == "transformer":
+        model.hparams.update(scheduler="inverse_sqrt", warmup_steps=50)
+    trainer = L.Trainer(
+        max_steps=150,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, tiny_dm)
+    tester = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    (result,) = tester.test(model, tiny_dm, verbose=False)
+    assert result["test/bleu"] > 90
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_padding_does_not_change_real_logits(name):
+    model = tiny_model(name, 50).eval()
+    src, lengths, tgt = random_batch(50)
+    with torch.no_grad():
+        logits = model(src, lengths, tgt)
+        padded = model(
+            torch.nn.functional.pad(src, (0, 5), value=PAD_ID),
+            lengths,
+            torch.nn.functional.pad(tgt, (0, 3), value=PAD_ID),
+        )
+    assert padded.shape == (3, 9, 50)
+    torch.testing.assert_close(padded[:, :6], logits, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_decode_steps_match_teacher_forcing(name):
+    """The decoding interface gives the same log-probabilities as the full forward pass."""
+    model = tiny_model(name, 50).eval()
+    src, lengths, tgt = random_batch(50)
+    with torch.no_grad():
+        full = model(src, lengths, tgt).log_softmax(-1)  # (B, T, V)
+        state = model.encode(src, lengths)
+        for t in range(tgt.size(1)):
+            step, state = model.decode_step(tgt[:, t : t + 1], state)
+            torch.testing.assert_close(step, full[:, t], atol=1e-4, rtol=1e-4)
+
+
+def test_reorder_picks_rows_of_the_state():
+    model = tiny_model("transformer", 50).eval()
+    src, lengths, tgt = random_batch(50)
+    with torch.no_grad():
+        state = model.encode(src, lengths)
+        _, state = model.decode_step(tgt[:, :1], state)
+        picked = model.reorder(state, torch.tensor([2, 0]))
+        step, _ = model.decode_step(tgt[[2, 0], 1:2], picked)
+        alone, _ = model.decode_step(tgt[:, 1:2], state)
+    torch.testing.assert_close(step, alone[[2, 0]])
+
+
+@pytest.mark.parametrize("name", ["bahdanau", "transformer"])
+def test_attention_weights(name):
+    model = tiny_model(name, 50).eval()
+    src, lengths, tgt = random_batch(50)
+    with torch.no_grad():
+        _, weights = model(src, lengths, tgt, need_weights=True)
+    assert weights.shape == (3, 6, 7)  # (batch, tgt_len, src_len)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 6))
+    assert weights[1, :, 4:].abs().max() == 0 and weights[2, :, 1:].abs().max() == 0  # padding gets none
+
+
+def test_gru_decoder_sees_only_the_context_vector():
+    """The only thing the GRU decoder gets from the encoder: one vector per sentence (no per-position states)."""
+    model = tiny_model("gru", 50).eval()
+    src, lengths, _tgt = random_batch(50)
+    with torch.no_grad():
+        state = model.encode(src, lengths)
+        assert set(state) == {"context", "hidden"} and state["context"].shape == (3, 128)
+
+
+# -- the CLI --------------------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> None:
+    cli([*args])
+
+
+def cli_args(name: str, corpus: Path, cache: Path) -> list[str]:
+    return [
+        f"--config={CONFIGS / f'{name}.yaml'}",
+        f"--data.dataset={corpus}",
+        f"--data.cache_dir={cache}",
+        "--data.vocab_size=400",
+        "--data.max_tokens=512",
+        *TINY_CLI[name],
+    ]
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_cli_fit_fast_dev_run_then_test(name, tiny_corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = cli_args(name, tiny_corpus, tmp_path / "cache")
+    run_cli("fit", *args, "--trainer.fast_dev_run=true")
+    run_cli("fit", *args, "--trainer.max_steps=2", "--trainer.limit_val_batches=1")
+    assert (tmp_path / "checkpoints" / name / "last.ckpt").exists()
+    run_cli("test", *args, f"--ckpt_path={tmp_path / 'checkpoints' / name / 'last.ckpt'}")
+    out = capsys.readouterr()
+    assert "test: BLEU = " in out.out + out.err
+    (results,) = tmp_path.glob(f"logs/{name}/version_*/test_results.json")
+    record = json.loads(results.read_text())
+    assert record["sentences"] == 50 and record["signature"].startswith("nrefs:1")
+
+
+def test_checkpoint_carries_tokenizer_and_class(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = cli_args("gru", tiny_corpus, tmp_path / "cache")
+    run_cli("fit", *args, "--trainer.max_steps=1", "--trainer.limit_val_batches=1")
+    checkpoint = torch.load(tmp_path / "checkpoints/gru/last.ckpt", weights_only=False)
+    assert checkpoint["model_class"] == "translate.models.gru.GRUSeq2Seq"
+    assert checkpoint["hyper_parameters"]["vocab_size"] == len(checkpoint["state_dict"]["tgt_embed.weight"])
+    model = GRUSeq2Seq.load_from_checkpoint(tmp_path / "checkpoints/gru/last.ckpt")
+    assert model.tokenizer is not None and model.tokenizer.decode(model.tokenizer.encode(["der Hund"])) == ["der Hund"]
+
+
+def test_print_config(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", f"--config={CONFIGS / 'transformer.yaml'}", "--print_config")
+    assert "class_path: translate.models.TransformerSeq2Seq" in capsys.readouterr().out
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+def test_unknown_model_class_is_named(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", f"--config={CONFIGS / 'gru.yaml'}", "--model.class_path=translate.models.NoSuchModel")
+    assert "NoSuchModel" in capsys.readouterr().err
+
+
+def test_checkpoint_with_other_vocabulary_is_refused(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = cli_args("gru", tiny_corpus, tmp_path / "cache")
+    run_cli("fit", *args, "--trainer.max_steps=1", "--trainer.limit_val_batches=1")
+    ckpt = f"--ckpt_path={tmp_path / 'checkpoints/gru/last.ckpt'}"
+    with pytest.raises(ValueError, match="another vocabulary"):
+        run_cli("test", *args, "--data.vocab_size=300", ckpt)
+
+
+def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tiny_dm, tmp_path):
+    model = tiny_model("gru", tiny_dm.vocab_size)
+    loss = model.loss
+
+    def poisoned(batch):
+        value, nll, tokens = loss(batch)
+        return (value * float("nan") if model.global_step >= 2 else value), nll, tokens
+
+    model.loss = poisoned
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True)
+    trainer = L.Trainer(
+        max_steps=10, logger=False, callbacks=[checkpoints], enable_progress_bar=False, limit_val_batches=0
+    )
+    with pytest.raises(FloatingPointError, match="loss is nan at step 2"):
+        trainer.fit(model, tiny_dm)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == 2

@@ -1,0 +1,230 @@
+"""What all three models share: loss, optimisation, metrics, decoding and checkpoint contents.
+
+A subclass builds its layers and implements
+
+    forward(src, src_lengths, tgt_in) -> logits (B, T, V)          teacher-forced training
+    encode / decode_step / reorder                                  the decoding interface (search.py)
+
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import sacrebleu
+import torch
+from sacrebleu.metrics.base import Signature
+from sacrebleu.metrics.bleu import BLEUScore
+from sacrebleu.metrics.chrf import CHRFScore
+from torch import Tensor
+
+from translate.data import Batch
+from translate.search import State, greedy_search
+from translate.tokenizer import PAD_ID, SharedTokenizer
+
+Scheduler = Literal["inverse_sqrt", "plateau", "constant"]
+
+
+class Seq2SeqModule(L.LightningModule):
+    """Base LightningModule of the three translation models.
+
+    Args:
+        vocab_size / pad_id: of the joint tokenizer (linked from the datamodule by the CLI).
+        label_smoothing: of the token-level cross-entropy.
+        lr / betas / weight_decay: AdamW.
+        scheduler: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then 1/sqrt(step)),
+            ``plateau`` (halve the rate when val/bleu stops rising for ``patience`` epochs) or ``constant``.
+        max_len_ratio / max_len_extra: decoded output is at most ratio * source length + extra tokens.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        pad_id: int = PAD_ID,
+        label_smoothing: float = 0.1,
+        lr: float = 5e-4,
+        betas: tuple[float, float] = (0.9, 0.98),
+        weight_decay: float = 0.0,
+        scheduler: Scheduler = "constant",
+        warmup_steps: int = 1000,
+        patience: int = 1,
+        max_len_ratio: float = 1.5,
+        max_len_extra: int = 10,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if pad_id != PAD_ID:
+            raise ValueError(f"pad_id {pad_id} differs from the tokenizer's fixed pad id {PAD_ID}")
+        self.vocab_size, self.pad_id = vocab_size, pad_id
+        self.tokenizer: SharedTokenizer | None = None
+        self._hypotheses: dict[int, list[int]] = {}
+        self.keep_attention = False  # decode_step records attention weights in the state when set
+
+    # -- what a subclass provides ------------------------------------------------------------------
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V)."""
+        raise NotImplementedError
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> State:
+        raise NotImplementedError
+
+    def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    def reorder(self, state: State, indices: Tensor) -> State:
+        """Keep rows `indices` of every batch-first tensor in the state (a dict, possibly of lists)."""
+        if isinstance(state, Tensor):
+            return state.index_select(0, indices)
+        if isinstance(state, dict):
+            return {key: self.reorder(value, indices) for key, value in state.items()}
+        if isinstance(state, list):
+            return [self.reorder(value, indices) for value in state]
+        return state
+
+    # -- loss --------------------------------------------------------------------------------------
+
+    def loss(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """Label-smoothed cross-entropy per target token, pad ignored; also the plain NLL for
+        perplexity. Returns (loss, nll, number of target tokens)."""
+        logits = self(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+        log_probs = logits.float().log_softmax(-1)  # (B, T, V)
+        mask = batch.tgt_out != self.pad_id  # (B, T)
+        tokens = mask.sum()
+        nll = -log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        smooth = -log_probs.mean(-1)  # (B, T)
+        eps = self.hparams.label_smoothing
+        loss = ((1 - eps) * nll + eps * smooth).masked_select(mask).sum() / tokens
+        return loss, nll.masked_select(mask).sum() / tokens, tokens
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss, nll, _tokens = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step}: stopping "
+                "(no checkpoint is written from this state; the last good one is kept). "
+                "Try a lower lr, more warm-up, or precision 32."
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log("train/ppl", nll.exp(), batch_size=len(batch))
+        return loss
+
+    # -- decoding and BLEU -------------------------------------------------------------------------
+
+    def translate_ids(self, src: Tensor, src_lengths: Tensor) -> list[list[int]]:
+        """Token ids of the translations of a batch (greedy)."""
+        return greedy_search(self, src, src_lengths, self.hparams.max_len_ratio, self.hparams.max_len_extra)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        loss, nll, tokens = self.loss(batch)
+        self.log("val/loss", loss, prog_bar=True, batch_size=int(tokens), sync_dist=True)
+        self.log("val/ppl", nll.exp(), batch_size=int(tokens), sync_dist=True)
+        self._collect(batch)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._collect(batch)
+
+    def _collect(self, batch: Batch) -> None:
+        hypotheses = self.translate_ids(batch.src, batch.src_lengths)
+        self._hypotheses.update(zip(batch.index.tolist(), hypotheses, strict=True))
+
+    def on_validation_epoch_start(self) -> None:
+        self._hypotheses = {}
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _score(self, split: str) -> tuple[list[str], BLEUScore, CHRFScore, Signature]:
+        """Detokenized hypotheses in corpus order, with their sacreBLEU BLEU and chrF."""
+        rows = sorted(self._hypotheses)
+        hypotheses = self.tokenizer.decode([self._hypotheses[i] for i in rows])
+        references = self.trainer.datamodule.references(split)
+        references = [references[i] for i in rows]
+        bleu = sacrebleu.BLEU()
+        bleu_score = bleu.corpus_score(hypotheses, [references])
+        chrf_score = sacrebleu.CHRF().corpus_score(hypotheses, [references])
+        return hypotheses, bleu_score, chrf_score, bleu.get_signature()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        _, bleu, _, _ = self._score("validation")
+        self.log("val/bleu", bleu.score, prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        hypotheses, bleu, chrf, signature = self._score("test")
+        self.log("test/bleu", bleu.score)
+        self.log("test/chrf", chrf.score)
+        out = Path(self.trainer.log_dir or ".")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "test_hypotheses.txt").write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+        result = {
+            "bleu": bleu.score,
+            "chrf": chrf.score,
+            "sentences": len(hypotheses),
+            "signature": str(signature),
+            "bleu_text": str(bleu),
+        }
+        (out / "test_results.json").write_text(json.dumps(result, indent=2) + "\n")
+        self.print(f"test: {bleu}\ntest: {chrf}\nsignature: {signature}\nhypotheses: {out / 'test_hypotheses.txt'}")
+
+    # -- optimisation ------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        if hp.scheduler == "constant":
+            return {"optimizer": optimizer}
+        if hp.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=0.5, patience=hp.patience
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/bleu"}}
+        warmup = max(1, hp.warmup_steps)
+
+        def inverse_sqrt(step: int) -> float:
+            step += 1
+            return min(step / warmup, math.sqrt(warmup / step))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_sqrt)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # -- the tokenizer travels with the model --------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self._trainer else None
+        if datamodule is not None:
+            self.attach_tokenizer(datamodule.tokenizer, source="the data")
+
+    def attach_tokenizer(self, tokenizer: SharedTokenizer, source: str) -> None:
+        """Use `tokenizer`; refuse one that differs from the tokenizer the model already has."""
+        if self.tokenizer is not None and tokenizer != self.tokenizer:
+            raise ValueError(
+                f"the vocabulary of {source} differs from the model's own ({tokenizer.vocab_size} vs "
+                f"{self.tokenizer.vocab_size} pieces, or the same size with other pieces): "
+                "a checkpoint only works with the tokenizer it was trained with"
+            )
+        if tokenizer.vocab_size != self.vocab_size:
+            raise ValueError(
+                f"the model has a vocabulary of {self.vocab_size} but {source} has {tokenizer.vocab_size} pieces"
+            )
+        self.tokenizer = tokenizer
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tokenizer"] = self.tokenizer.to_bytes() if self.tokenizer else None
+        checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("tokenizer"):
+            stored = SharedTokenizer.from_bytes(checkpoint["tokenizer"])
+            if self.tokenizer is not None and stored != self.tokenizer:
+                raise ValueError(
+                    "the checkpoint was trained with another vocabulary than the data's tokenizer "
+                    f"({stored.vocab_size} vs {self.tokenizer.vocab_size} pieces, or other pieces): "
+                    "test it on the dataset and tokenizer settings it was trained with"
+                )
+            self.tokenizer = stored
