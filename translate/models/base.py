@@ -24,7 +24,7 @@ from sacrebleu.metrics.chrf import CHRFScore
 from torch import Tensor
 
 from translate.data import Batch
-from translate.search import State, greedy_search
+from translate.search import Hypothesis, State, beam_search, greedy_search
 from translate.tokenizer import PAD_ID, SharedTokenizer
 
 Scheduler = Literal["inverse_sqrt", "plateau", "constant"]
@@ -40,6 +40,9 @@ class Seq2SeqModule(L.LightningModule):
         scheduler: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then 1/sqrt(step)),
             ``plateau`` (halve the rate when val/bleu stops rising for ``patience`` epochs) or ``constant``.
         max_len_ratio / max_len_extra: decoded output is at most ratio * source length + extra tokens.
+        beam_size / alpha: beam search at test time (validation decodes greedily); alpha is the GNMT
+            length penalty exponent.
+        max_source_length: longer inputs to the Translator are truncated to this many tokens.
     """
 
     def __init__(
@@ -55,6 +58,9 @@ class Seq2SeqModule(L.LightningModule):
         patience: int = 1,
         max_len_ratio: float = 1.5,
         max_len_extra: int = 10,
+        beam_size: int = 5,
+        alpha: float = 1.0,
+        max_source_length: int = 256,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -116,9 +122,14 @@ class Seq2SeqModule(L.LightningModule):
 
     # -- decoding and BLEU -------------------------------------------------------------------------
 
-    def translate_ids(self, src: Tensor, src_lengths: Tensor) -> list[list[int]]:
-        """Token ids of the translations of a batch (greedy)."""
-        return greedy_search(self, src, src_lengths, self.hparams.max_len_ratio, self.hparams.max_len_extra)
+    def generate(
+        self, src: Tensor, src_lengths: Tensor, beam_size: int = 1, alpha: float = 1.0, n_best: int = 1
+    ) -> list[list[Hypothesis]]:
+        """The `n_best` translations of each source in a batch: greedy for beam size 1, else beam search."""
+        limits = {"max_len_ratio": self.hparams.max_len_ratio, "max_len_extra": self.hparams.max_len_extra}
+        if beam_size == 1:
+            return [[h] for h in greedy_search(self, src, src_lengths, **limits)]
+        return beam_search(self, src, src_lengths, beam_size, alpha, n_best, **limits)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, nll, tokens = self.loss(batch)
@@ -127,11 +138,11 @@ class Seq2SeqModule(L.LightningModule):
         self._collect(batch)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._collect(batch)
+        self._collect(batch, self.hparams.beam_size, self.hparams.alpha)
 
-    def _collect(self, batch: Batch) -> None:
-        hypotheses = self.translate_ids(batch.src, batch.src_lengths)
-        self._hypotheses.update(zip(batch.index.tolist(), hypotheses, strict=True))
+    def _collect(self, batch: Batch, beam_size: int = 1, alpha: float = 1.0) -> None:
+        best = [hyps[0].tokens for hyps in self.generate(batch.src, batch.src_lengths, beam_size, alpha)]
+        self._hypotheses.update(zip(batch.index.tolist(), best, strict=True))
 
     def on_validation_epoch_start(self) -> None:
         self._hypotheses = {}
