@@ -8,7 +8,11 @@ import json
 import random
 from pathlib import Path
 
+import lightning as L
 import pytest
+
+from translate.data import TranslationDataModule
+from translate.models import BahdanauSeq2Seq, GRUSeq2Seq, Seq2SeqModule, TransformerSeq2Seq
 
 LEXICON = {
     "der": "the",
@@ -67,3 +71,54 @@ def nested_corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+# Tiny models and a tiny task they can learn in seconds.
+
+TINY = {
+    "gru": (GRUSeq2Seq, {"embed_dim": 64, "hidden": 128, "dropout": 0.0}),
+    "bahdanau": (BahdanauSeq2Seq, {"embed_dim": 64, "hidden": 64, "attention_dim": 64, "dropout": 0.0}),
+    "transformer": (
+        TransformerSeq2Seq,
+        {"d_model": 64, "heads": 4, "ff_dim": 128, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Word-by-word 'translation' over a 16-word lexicon, 1-6 words a sentence."""
+    root = tmp_path_factory.mktemp("tiny")
+    rows = make_pairs(400, seed=0, max_words=6)
+    write_jsonl(root / "train.jsonl", rows)
+    write_jsonl(root / "validation.jsonl", rows[:50])
+    write_jsonl(root / "test.jsonl", rows[:50])
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_dm(tiny_corpus, tmp_path_factory) -> TranslationDataModule:
+    cache = tmp_path_factory.mktemp("cache")
+    return TranslationDataModule(dataset=str(tiny_corpus), cache_dir=str(cache), vocab_size=400, max_tokens=1024)
+
+
+def tiny_model(name: str, vocab_size: int, **kwargs) -> Seq2SeqModule:
+    cls, sizes = TINY[name]
+    L.seed_everything(0)
+    return cls(vocab_size=vocab_size, **sizes, **kwargs)
+
+
+def train_tiny(name: str, dm: TranslationDataModule, steps: int = 150) -> tuple[Seq2SeqModule, L.Trainer]:
+    """A tiny model trained on `dm` for `steps` updates (enough to learn the tiny task)."""
+    schedule = {"scheduler": "inverse_sqrt", "warmup_steps": 50} if name == "transformer" else {}
+    model = tiny_model(name, dm.vocab_size, lr=3e-3, label_smoothing=0.0, **schedule)
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, dm)
+    return model, trainer

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_pairs, write_corpus, write_jsonl
 
+from conftest import make_pairs, write_corpus, write_jsonl
 from translate.data import TokenBudgetSampler, TranslationDataModule
 from translate.tokenizer import SharedTokenizer
 

@@ -6,50 +6,18 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import make_pairs, write_jsonl
 
+from conftest import TINY, tiny_model, train_tiny
 from translate.cli import cli
-from translate.data import TranslationDataModule
-from translate.models import BahdanauSeq2Seq, GRUSeq2Seq, Seq2SeqModule, TransformerSeq2Seq
+from translate.models import GRUSeq2Seq
 from translate.tokenizer import BOS_ID, PAD_ID
 
 CONFIGS = Path(__file__).parents[1] / "configs"
-TINY = {
-    "gru": (GRUSeq2Seq, {"embed_dim": 64, "hidden": 128, "dropout": 0.0}),
-    "bahdanau": (BahdanauSeq2Seq, {"embed_dim": 64, "hidden": 64, "attention_dim": 64, "dropout": 0.0}),
-    "transformer": (
-        TransformerSeq2Seq,
-        {"d_model": 64, "heads": 4, "ff_dim": 128, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0},
-    ),
-}
 TINY_CLI = {
     "gru": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32"],
     "bahdanau": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32", "--model.init_args.attention_dim=16"],
     "transformer": ["--model.init_args.d_model=32", "--model.init_args.heads=2", "--model.init_args.ff_dim=64"],
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory) -> Path:
-    """Word-by-word 'translation' over a 16-word lexicon, 1-6 words a sentence."""
-    root = tmp_path_factory.mktemp("tiny")
-    rows = make_pairs(400, seed=0, max_words=6)
-    write_jsonl(root / "train.jsonl", rows)
-    write_jsonl(root / "validation.jsonl", rows[:50])
-    write_jsonl(root / "test.jsonl", rows[:50])
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_dm(tiny_corpus, tmp_path_factory) -> TranslationDataModule:
-    cache = tmp_path_factory.mktemp("cache")
-    return TranslationDataModule(dataset=str(tiny_corpus), cache_dir=str(cache), vocab_size=400, max_tokens=1024)
-
-
-def tiny_model(name: str, vocab_size: int, **kwargs) -> Seq2SeqModule:
-    cls, sizes = TINY[name]
-    L.seed_everything(0)
-    return cls(vocab_size=vocab_size, **sizes, **kwargs)
 
 
 def random_batch(vocab_size: int, lengths=(7, 4, 1), tgt_len: int = 6, seed: int = 0):
@@ -64,18 +32,7 @@ def random_batch(vocab_size: int, lengths=(7, 4, 1), tgt_len: int = 6, seed: int
 
 @pytest.mark.parametrize("name", list(TINY))
 def test_overfits_tiny_task(name, tiny_dm, tmp_path):
-    model = tiny_model(name, tiny_dm.vocab_size, lr=3e-3, label_smoothing=0.0)
-    if name == "transformer":
-        model.hparams.update(scheduler="inverse_sqrt", warmup_steps=50)
-    trainer = L.Trainer(
-        max_steps=150,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(model, tiny_dm)
+    model, _ = train_tiny(name, tiny_dm)
     tester = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
     (result,) = tester.test(model, tiny_dm, verbose=False)
     assert result["test/bleu"] > 90

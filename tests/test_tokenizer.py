@@ -1,8 +1,8 @@
 import pickle
 
 import pytest
-from conftest import make_pairs
 
+from conftest import make_pairs
 from translate.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, SharedTokenizer
 
 

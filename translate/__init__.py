@@ -2,5 +2,6 @@
 
 from translate.data import TranslationDataModule
 from translate.tokenizer import SharedTokenizer
+from translate.translator import Translation, Translator
 
-__all__ = ["SharedTokenizer", "TranslationDataModule"]
+__all__ = ["SharedTokenizer", "Translation", "TranslationDataModule", "Translator"]

@@ -1,0 +1,139 @@
+"""Translate from Python with nothing but a checkpoint:
+
+from translate import Translator
+Translator.from_checkpoint("checkpoints/transformer/last.ckpt").translate(["Ein Mann fährt Fahrrad."])
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from translate.data import TokenBudgetSampler
+from translate.models.base import Seq2SeqModule
+from translate.search import Hypothesis
+from translate.tokenizer import PAD_ID
+
+
+@dataclass
+class Translation:
+    """A translation with its score (length-normalised log-probability), subwords and attention
+    (target pieces + eos, source pieces), where the model records attention."""
+
+    text: str
+    score: float
+    source_pieces: list[str]
+    target_pieces: list[str]
+    attention: Tensor | None = None
+
+
+def load_model(path: str | Path) -> Seq2SeqModule:
+    """The model of a `translate` checkpoint, with its tokenizer; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    missing = [k for k in ("model_class", "hyper_parameters", "state_dict", "tokenizer") if k not in checkpoint]
+    if missing:
+        raise ValueError(f"checkpoint {path} is not a translate checkpoint: it lacks {missing}")
+    module, _, name = checkpoint["model_class"].rpartition(".")
+    model_class = getattr(importlib.import_module(module), name)
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    model = model_class(**hparams)
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+class Translator:
+    """Batched translation with a trained model, in input order."""
+
+    def __init__(self, model: Seq2SeqModule, device: str | torch.device = "auto") -> None:
+        if model.tokenizer is None:
+            raise ValueError("the model has no tokenizer: load it from a checkpoint written by `translate fit`")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = model.tokenizer
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
+        return cls(load_model(path), device)
+
+    @torch.inference_mode()
+    def translate(
+        self,
+        texts: str | Sequence[str],
+        beam_size: int = 5,
+        alpha: float = 1.0,
+        n_best: int = 1,
+        max_tokens: int = 4096,
+        return_details: bool = False,
+    ) -> str | list[str] | Translation | list:
+        """Translate a string or a list of strings; the result has the same shape.
+
+        Each output is a string, or with `return_details` a :class:`Translation`; with `n_best` > 1,
+        a list of the n best of those. Empty or whitespace-only input gives an empty translation;
+        input longer than the model's `max_source_length` is truncated with a warning.
+        `max_tokens` bounds the source tokens per batch (times the beam size in memory).
+        """
+        if not 1 <= n_best <= beam_size:
+            raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text at index {i} is {type(text).__name__}, expected a string")
+        ids = self._source_ids(texts)
+        results: list[list[Translation]] = [[Translation("", 0.0, [], [])] * n_best if not x else [] for x in ids]
+        todo = [i for i, x in enumerate(ids) if x]
+        lengths = torch.tensor([len(ids[i]) for i in todo])
+        self.model.keep_attention = return_details
+        try:
+            for rows in TokenBudgetSampler(lengths.numpy(), lengths.numpy(), max(1, max_tokens // beam_size)):
+                batch = [todo[r] for r in rows]
+                src = pad_sequence([torch.tensor(ids[i]) for i in batch], batch_first=True, padding_value=PAD_ID)
+                hyps = self.model.generate(src.to(self.device), lengths[rows].to(self.device), beam_size, alpha, n_best)
+                for i, nbest in zip(batch, hyps, strict=True):
+                    results[i] = [self._translation(ids[i], h) for h in nbest]
+        finally:
+            self.model.keep_attention = False
+
+        def shaped(nbest: list[Translation]) -> str | Translation | list:
+            items = nbest if return_details else [t.text for t in nbest]
+            return items if n_best > 1 else items[0]
+
+        outputs = [shaped(nbest) for nbest in results]
+        return outputs[0] if single else outputs
+
+    def _source_ids(self, texts: list[str]) -> list[list[int]]:
+        ids = self.tokenizer.encode(texts)
+        limit = self.model.hparams.max_source_length
+        long = [i for i, x in enumerate(ids) if len(x) > limit]
+        if long:
+            warnings.warn(
+                f"{len(long)} input(s) longer than the model's max_source_length ({limit} tokens) were truncated "
+                f"(first at index {long[0]}: {len(ids[long[0]])} tokens)",
+                stacklevel=3,
+            )
+        return [x[:limit] for x in ids]
+
+    def _translation(self, source: list[int], hyp: Hypothesis) -> Translation:
+        return Translation(
+            text=self.tokenizer.decode([hyp.tokens])[0],
+            score=hyp.score,
+            source_pieces=self.tokenizer.pieces(source),
+            target_pieces=[*self.tokenizer.pieces(hyp.tokens), "</s>"],
+            attention=None if hyp.attention is None else hyp.attention[:, : len(source)].float().cpu(),
+        )
