@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,7 +148,9 @@ class Seq2SeqModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._hypotheses = {}
 
-    on_test_epoch_start = on_validation_epoch_start
+    def on_test_epoch_start(self) -> None:
+        self._hypotheses = {}
+        self._test_start = time.perf_counter()
 
     def _score(self, split: str) -> tuple[list[str], BLEUScore, CHRFScore, Signature]:
         """Detokenized hypotheses in corpus order, with their sacreBLEU BLEU and chrF."""
@@ -174,11 +177,17 @@ class Seq2SeqModule(L.LightningModule):
         out.mkdir(parents=True, exist_ok=True)
         (out / "test_hypotheses.txt").write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
         result = {
+            "model": type(self).__name__,
+            "checkpoint": self.trainer.ckpt_path,
+            "parameters": sum(p.numel() for p in self.parameters()),
             "bleu": bleu.score,
             "chrf": chrf.score,
-            "sentences": len(hypotheses),
             "signature": str(signature),
             "bleu_text": str(bleu),
+            "sentences": len(hypotheses),
+            "beam_size": self.hparams.beam_size,
+            "alpha": self.hparams.alpha,
+            "decode_seconds": round(time.perf_counter() - self._test_start, 1),
         }
         (out / "test_results.json").write_text(json.dumps(result, indent=2) + "\n")
         self.print(f"test: {bleu}\ntest: {chrf}\nsignature: {signature}\nhypotheses: {out / 'test_hypotheses.txt'}")
