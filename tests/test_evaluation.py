@@ -1,0 +1,62 @@
+"""sacreBLEU scoring helpers: CIs, paired significance, length buckets."""
+
+import random
+
+import pytest
+import sacrebleu
+from sacrebleu.significance import PairedTest
+
+from translate.evaluation import (
+    bleu_by_length,
+    bucket_of,
+    corpus_score,
+    length_bucket_edges,
+    paired_significance,
+)
+
+WORDS = ["a", "man", "dog", "runs", "over", "the", "green", "bridge", "in", "park", "with", "two", "women"]
+
+
+def corpus(n=300, seed=0):
+    rng = random.Random(seed)
+    refs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 30))) for _ in range(n)]
+    good = [" ".join(w if rng.random() > 0.1 else "x" for w in r.split()) for r in refs]
+    bad = [" ".join(w if rng.random() > 0.5 else "x" for w in r.split()) for r in refs]
+    return refs, good, bad
+
+
+def test_corpus_score_matches_sacrebleu():
+    refs, good, _ = corpus()
+    score = corpus_score(good, refs, n_bootstrap=200)
+    assert score.bleu == pytest.approx(sacrebleu.corpus_bleu(good, [refs]).score)
+    assert score.chrf == pytest.approx(sacrebleu.corpus_chrf(good, [refs]).score)
+    assert 0 < score.bleu_ci < 10 and score.sentences == 300 and "tok:13a" in score.signature
+
+
+def test_paired_significance_agrees_with_sacrebleu():
+    refs, good, bad = corpus()
+    ours = paired_significance(bad, good, refs, n_samples=200)
+    _, scores = PairedTest(
+        [("a", bad), ("b", good)], {"BLEU": sacrebleu.BLEU()}, references=[refs], test_type="bs", n_samples=200
+    )()
+    assert ours["p_value"] == pytest.approx(scores["BLEU"][1].p_value)
+    assert ours["system_bleu"] > ours["baseline_bleu"] and ours["p_value"] < 0.05
+
+
+def test_length_buckets():
+    lengths = [5] * 100 + [10] * 100 + [15] * 100 + [20] * 50 + [40] * 3
+    edges = length_bucket_edges(lengths, buckets=5, min_count=30)
+    assert edges[0] == 0 and edges == sorted(edges)
+    assert bucket_of(40, edges) == len(edges) - 1  # the longest sentences have a bucket of their own
+    assert bucket_of(0, edges) == 0 and bucket_of(5, edges) == 0
+    counts = [sum(bucket_of(n, edges) == b for n in lengths) for b in range(len(edges))]
+    assert sum(counts) == len(lengths)
+    assert all(c >= 30 for c in counts[:-1])
+
+
+def test_bleu_by_length_covers_every_sentence():
+    refs, good, _ = corpus()
+    edges = length_bucket_edges([len(r.split()) for r in refs], buckets=4)
+    rows = bleu_by_length(refs, good, refs, edges, n_bootstrap=100)
+    assert sum(r["sentences"] for r in rows) == 300
+    assert rows[-1]["max_words"] == max(len(r.split()) for r in refs)
