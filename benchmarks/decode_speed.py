@@ -9,11 +9,11 @@ Each setting decodes the 1,000 test sentences once (after one warm-up batch) and
 import argparse
 import time
 
-import sacrebleu
 import torch
 from common import write_results
 
 from translate import TranslationDataModule, Translator
+from translate.evaluation import corpus_score
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
             start = time.perf_counter()
             hypotheses = translator.translate(sources, beam_size=beam, max_tokens=max_tokens)
             seconds = time.perf_counter() - start
-            bleu = sacrebleu.corpus_bleu(hypotheses, [references])
+            score = corpus_score(hypotheses, references)
             row = {
                 "checkpoint": path,
                 "model": type(translator.model).__name__,
@@ -43,12 +43,16 @@ def main() -> None:
                 "max_tokens": max_tokens,
                 "seconds": round(seconds, 2),
                 "sentences_per_s": round(len(sources) / seconds, 1),
-                "bleu": round(bleu.score, 2),
+                "bleu": round(score.bleu, 2),
+                "bleu_ci95": round(score.bleu_ci, 2),
+                "chrf": round(score.chrf, 2),
+                "signature": score.signature,
             }
             print(row, flush=True)
             rows.append(row)
-    table = "| model | beam | max_tokens | seconds | sentences/s | sacreBLEU |\n|---|---|---|---|---|---|\n"
-    columns = ["model", "beam_size", "max_tokens", "seconds", "sentences_per_s", "bleu"]
+    table = "| model | beam | max_tokens | seconds | sentences/s | sacreBLEU | ± 95 % CI | chrF |\n"
+    table += "|---|---|---|---|---|---|---|---|\n"
+    columns = ["model", "beam_size", "max_tokens", "seconds", "sentences_per_s", "bleu", "bleu_ci95", "chrf"]
     table += "\n".join("| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows)
     write_results(args.name, {"threads": torch.get_num_threads(), "sentences": len(sources), "rows": rows}, table)
 
