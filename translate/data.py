@@ -36,7 +36,7 @@ FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv"
 LOCAL_COPY_HINT = "../shared/data/multi30k"
 
 
-def load_splits(dataset: str, config: str | None = None, cache_dir: Path | None = None):
+def load_splits(dataset: str, config: str | None = None, cache_dir: Path | None = None) -> datasets.DatasetDict:
     """`datasets.load_dataset` on a Hub id, a local folder or a local file, splits renamed to
     train/validation/test (val, valid and dev are accepted for validation)."""
     try:
