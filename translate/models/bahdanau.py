@@ -60,7 +60,7 @@ class BahdanauSeq2Seq(Seq2SeqModule):
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         values, final = self.encoder(src, src_lengths)  # (B, S, 2H), (B, 2, H)
-        mask = torch.arange(src.size(1), device=src.device) < src_lengths.clamp(min=1).unsqueeze(1)  # (B, S)
+        mask = self.source_mask(src, src_lengths)  # (B, S)
         return {
             "hidden": torch.tanh(self.to_initial(final[:, 1])),  # (B, H) from the backward state
             "values": values,  # (B, S, 2H)

@@ -94,6 +94,11 @@ class Seq2SeqModule(L.LightningModule):
             return [self.reorder(value, indices) for value in state]
         return state
 
+    @staticmethod
+    def source_mask(src: Tensor, src_lengths: Tensor) -> Tensor:
+        """True at real source positions (B, S); an empty source keeps its first (pad) position."""
+        return torch.arange(src.size(1), device=src.device) < src_lengths.clamp(min=1).unsqueeze(1)
+
     # -- loss --------------------------------------------------------------------------------------
 
     def loss(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:

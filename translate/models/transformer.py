@@ -167,7 +167,7 @@ class TransformerSeq2Seq(Seq2SeqModule):
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         """Memory and the per-layer cross-attention keys/values of the source."""
-        mask = torch.arange(src.size(1), device=src.device) < src_lengths.clamp(min=1).unsqueeze(1)  # (B, S)
+        mask = self.source_mask(src, src_lengths)  # (B, S)
         mask = mask[:, None, None, :]  # (B, 1, 1, S)
         x = self.embed(self.src_embed, src)  # (B, S, D)
         for layer in self.encoder:
