@@ -2,38 +2,13 @@
 
 import datetime
 import json
-import os
-import platform
 import shlex
 import sys
 from pathlib import Path
 
-import torch
+from translate.machine import machine
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> dict:
-    cpu = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if "model name" in line
-            ),
-            platform.processor(),
-        )
-        if Path("/proc/cpuinfo").exists()
-        else platform.processor()
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
 
 
 def write_results(name: str, results: dict, markdown: str) -> Path:

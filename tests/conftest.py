@@ -11,6 +11,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 
+from translate import Translator
+from translate.cli import cli
 from translate.data import TranslationDataModule
 from translate.models import BahdanauSeq2Seq, GRUSeq2Seq, Seq2SeqModule, TransformerSeq2Seq
 
@@ -122,3 +124,52 @@ def train_tiny(name: str, dm: TranslationDataModule, steps: int = 150) -> tuple[
     )
     trainer.fit(model, dm)
     return model, trainer
+
+
+# Small datamodules, the CLI with tiny models, and a trained tiny Transformer checkpoint.
+
+SEEN = make_pairs(400, seed=0, max_words=6)[:12]  # training pairs of the tiny task: the model knows them
+DE = [p["de"] for p in SEEN]
+EN = [p["en"] for p in SEEN]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dm, tmp_path_factory):
+    """Path of a checkpoint of the tiny Transformer trained on the word-by-word task."""
+    _, trainer = train_tiny("transformer", tiny_dm, steps=400)
+    path = tmp_path_factory.mktemp("ckpt") / "transformer.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def translator(trained) -> Translator:
+    return Translator.from_checkpoint(trained)
+
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+TINY_CLI = {
+    "gru": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32"],
+    "bahdanau": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32", "--model.init_args.attention_dim=16"],
+    "transformer": ["--model.init_args.d_model=32", "--model.init_args.heads=2", "--model.init_args.ff_dim=64"],
+}
+
+
+def run_cli(*args: str) -> None:
+    cli([*args])
+
+
+def cli_args(name: str, corpus: Path, cache: Path) -> list[str]:
+    return [
+        f"--config={CONFIGS / f'{name}.yaml'}",
+        f"--data.dataset={corpus}",
+        f"--data.cache_dir={cache}",
+        "--data.vocab_size=400",
+        "--data.max_tokens=512",
+        *TINY_CLI[name],
+    ]
+
+
+def datamodule(dataset, cache_dir, **kwargs) -> TranslationDataModule:
+    kwargs = {"vocab_size": 400, "max_tokens": 256, "eval_max_tokens": 256, **kwargs}
+    return TranslationDataModule(dataset=str(dataset), cache_dir=str(cache_dir), **kwargs)

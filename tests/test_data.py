@@ -5,16 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_pairs, write_corpus, write_jsonl
+from conftest import datamodule, make_pairs, write_corpus, write_jsonl
 from translate.data import TokenBudgetSampler, TranslationDataModule
 from translate.tokenizer import SharedTokenizer
 
 MULTI30K = Path(os.environ.get("TRANSLATE_MULTI30K", Path(__file__).parents[1] / "../shared/data/multi30k"))
-
-
-def datamodule(dataset, cache_dir, **kwargs) -> TranslationDataModule:
-    kwargs = {"vocab_size": 400, "max_tokens": 256, "eval_max_tokens": 256, **kwargs}
-    return TranslationDataModule(dataset=str(dataset), cache_dir=str(cache_dir), **kwargs)
 
 
 @pytest.mark.parametrize("fixture", ["corpus", "nested_corpus"])
@@ -127,61 +122,20 @@ def test_ranks_get_disjoint_equal_shares():
     assert len(shares[0]) + len(shares[1]) >= len(whole) - 1  # at most the odd batch is dropped
 
 
+def test_eval_ranks_decode_every_sentence_once():
+    src, tgt = lengths()
+    shares = [list(TokenBudgetSampler(src, tgt, 10_000, num_replicas=3, rank=r)) for r in range(3)]
+    assert all(shares)  # one batch would hold everything, yet every rank has work
+    rows = [i for share in shares for batch in share for i in batch]
+    assert sorted(rows) == list(range(len(src)))
+
+
 def test_oversized_example_gets_its_own_batch():
     batches = list(TokenBudgetSampler(np.array([3, 50, 4]), np.array([3, 5, 4]), max_tokens=20))
     assert sorted(map(sorted, batches)) == [[0, 2], [1]]
 
 
 # Bad input: each gets an error that names the problem.
-
-
-def test_missing_local_path(tmp_path, cache_dir):
-    with pytest.raises(FileNotFoundError, match="does-not-exist"):
-        datamodule(tmp_path / "does-not-exist", cache_dir).tokenizer
-
-
-def test_unreachable_hub_id_suggests_local_copy(cache_dir):
-    with pytest.raises(FileNotFoundError, match="local copy"):
-        datamodule("someone/no-such-dataset", cache_dir).tokenizer
-
-
-def test_missing_language_lists_columns(corpus, cache_dir):
-    with pytest.raises(KeyError, match=r"'fr'.*columns found: \['de', 'en'\]"):
-        datamodule(corpus, cache_dir, tgt_lang="fr").tokenizer
-
-
-def test_nested_missing_language(nested_corpus, cache_dir):
-    with pytest.raises(KeyError, match="translation.fr"):
-        datamodule(nested_corpus, cache_dir, src_lang="fr").tokenizer
-
-
-def test_empty_split(tmp_path, cache_dir):
-    root = write_corpus(tmp_path / "c")
-    (root / "test.jsonl").write_text("")
-    with pytest.raises(ValueError, match="split 'test'.*empty"):
-        datamodule(root, cache_dir).tokenizer
-
-
-def test_same_source_and_target_language(corpus, cache_dir):
-    with pytest.raises(ValueError, match="both 'de'"):
-        datamodule(corpus, cache_dir, tgt_lang="de")
-
-
-def test_sentence_that_is_not_a_string(tmp_path, cache_dir):
-    root = write_corpus(tmp_path / "c")
-    rows = make_pairs(10, seed=0)
-    rows[7]["en"] = None
-    write_jsonl(root / "validation.jsonl", rows)
-    (root / "val.jsonl").unlink()
-    with pytest.raises(TypeError, match="split 'validation' row 7: the 'en' sentence is None"):
-        datamodule(root, cache_dir).tokenizer
-
-
-def test_column_of_numbers(tmp_path, cache_dir):
-    root = tmp_path / "nums"
-    write_jsonl(root / "train.jsonl", [{"de": i, "en": "x"} for i in range(5)])
-    with pytest.raises(TypeError, match="column 'de' holds int64"):
-        datamodule(root, cache_dir).tokenizer
 
 
 def test_real_multi30k_splits(tmp_path):
@@ -194,3 +148,21 @@ def test_real_multi30k_splits(tmp_path):
         "test": 1000,
     }
     assert dm.references("test")[0] and dm.sources("test")[0]
+
+
+def test_resumed_sampler_continues_where_the_saved_run_stopped():
+    src, tgt = np.arange(1, 61) % 13 + 1, np.arange(1, 61) % 7 + 1
+    sampler = TokenBudgetSampler(src, tgt, 40, shuffle=True, seed=5)
+    sampler.set_epoch(2)
+    epoch2 = list(sampler)
+    resumed = TokenBudgetSampler(src, tgt, 40, shuffle=True, seed=5)  # a fresh process: epoch 0 until told
+    resumed.resume_at(2, 3)
+    assert list(resumed) == epoch2[3:]
+    assert len(resumed) == len(epoch2)  # Lightning counts the whole epoch from the saved batch
+    resumed.set_epoch(3)
+    later = list(resumed)
+    assert len(later) == len(epoch2) and later != epoch2  # later epochs are whole again, freshly shuffled
+    done = TokenBudgetSampler(src, tgt, 40, shuffle=True, seed=5)
+    done.resume_at(2, len(epoch2))  # saved at the end of epoch 2: go on with epoch 3 from its start
+    sampler.set_epoch(3)
+    assert list(done) == list(sampler)

@@ -1,23 +1,14 @@
 """The three models: learning, masking, attention, the decoding interface, and the CLI around them."""
 
 import json
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from conftest import TINY, tiny_model, train_tiny
-from translate.cli import cli
+from conftest import CONFIGS, TINY, cli_args, run_cli, tiny_model, train_tiny
 from translate.models import GRUSeq2Seq
 from translate.tokenizer import BOS_ID, PAD_ID
-
-CONFIGS = Path(__file__).parents[1] / "configs"
-TINY_CLI = {
-    "gru": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32"],
-    "bahdanau": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32", "--model.init_args.attention_dim=16"],
-    "transformer": ["--model.init_args.d_model=32", "--model.init_args.heads=2", "--model.init_args.ff_dim=64"],
-}
 
 
 def random_batch(vocab_size: int, lengths=(7, 4, 1), tgt_len: int = 6, seed: int = 0):
@@ -101,21 +92,6 @@ def test_gru_decoder_sees_only_the_context_vector():
 # -- the CLI --------------------------------------------------------------------------------------
 
 
-def run_cli(*args: str) -> None:
-    cli([*args])
-
-
-def cli_args(name: str, corpus: Path, cache: Path) -> list[str]:
-    return [
-        f"--config={CONFIGS / f'{name}.yaml'}",
-        f"--data.dataset={corpus}",
-        f"--data.cache_dir={cache}",
-        "--data.vocab_size=400",
-        "--data.max_tokens=512",
-        *TINY_CLI[name],
-    ]
-
-
 @pytest.mark.parametrize("name", list(TINY))
 def test_cli_fit_fast_dev_run_then_test(name, tiny_corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -146,39 +122,3 @@ def test_print_config(capsys):
     with pytest.raises(SystemExit):
         run_cli("fit", f"--config={CONFIGS / 'transformer.yaml'}", "--print_config")
     assert "class_path: translate.models.TransformerSeq2Seq" in capsys.readouterr().out
-
-
-# -- bad input ------------------------------------------------------------------------------------
-
-
-def test_unknown_model_class_is_named(capsys):
-    with pytest.raises(SystemExit):
-        run_cli("fit", f"--config={CONFIGS / 'gru.yaml'}", "--model.class_path=translate.models.NoSuchModel")
-    assert "NoSuchModel" in capsys.readouterr().err
-
-
-def test_checkpoint_with_other_vocabulary_is_refused(tiny_corpus, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    args = cli_args("gru", tiny_corpus, tmp_path / "cache")
-    run_cli("fit", *args, "--trainer.max_steps=1", "--trainer.limit_val_batches=1")
-    ckpt = f"--ckpt_path={tmp_path / 'checkpoints/gru/last.ckpt'}"
-    with pytest.raises(ValueError, match="another vocabulary"):
-        run_cli("test", *args, "--data.vocab_size=300", ckpt)
-
-
-def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tiny_dm, tmp_path):
-    model = tiny_model("gru", tiny_dm.vocab_size)
-    loss = model.loss
-
-    def poisoned(batch):
-        value, nll, tokens = loss(batch)
-        return (value * float("nan") if model.global_step >= 2 else value), nll, tokens
-
-    model.loss = poisoned
-    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True)
-    trainer = L.Trainer(
-        max_steps=10, logger=False, callbacks=[checkpoints], enable_progress_bar=False, limit_val_batches=0
-    )
-    with pytest.raises(FloatingPointError, match="loss is nan at step 2"):
-        trainer.fit(model, tiny_dm)
-    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == 2

@@ -3,6 +3,7 @@
 
 - translate fit|validate|test|predict --config configs/<model>.yaml [--trainer.* ...] [--model.* ...]
 - translate generate --checkpoint checkpoints/transformer/last.ckpt [--input de.txt] [--output en.txt]
+- translate leaderboard [--quick] [--data.dataset ../shared/data/multi30k] [--trainer.* ...]
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import logging
 import sys
 from pathlib import Path
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from tqdm import tqdm
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from translate.data import TranslationDataModule
+from translate.files import AtomicCheckpointIO, atomic_write_bytes
 from translate.models import Seq2SeqModule
-from translate.tokenizer import atomic_write_bytes
+from translate.report import Entry, best_checkpoint, build_report, check_writable, update_readme, write_report
 from translate.translator import Translator
+
+log = logging.getLogger(__name__)
 
 
 class TranslateCLI(LightningCLI):
@@ -27,15 +32,24 @@ class TranslateCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.pad_id", "model.init_args.pad_id", apply_on="instantiate")
 
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """The configured Trainer, saving checkpoints atomically unless the config chose another CheckpointIO."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
-def cli(args: list[str] | None = None) -> TranslateCLI:
-    """Run the CLI on `args` (default: the command line) and return it."""
+
+def cli(args: list[str] | None = None, run: bool = True) -> TranslateCLI:
+    """Run the CLI on `args` (default: the command line) and return it; with `run` False, only
+    instantiate the trainer, model and datamodule of a config."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return TranslateCLI(
         Seq2SeqModule,
         TranslationDataModule,
         subclass_mode_model=True,
         args=args,
+        run=run,
         save_config_kwargs={"overwrite": True},
     )
 
@@ -49,20 +63,14 @@ def generate(argv: list[str]) -> None:
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=1.0, help="GNMT length penalty exponent")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
-    parser.add_argument("--chunk", type=int, default=500, help="lines translated between progress updates")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     translator = Translator.from_checkpoint(args.checkpoint, args.device)
     source = Path(args.input).read_text(encoding="utf-8") if args.input else sys.stdin.read()
     lines = source.splitlines()
-    outputs: list[str] = []
-    with tqdm(total=len(lines), unit="sent", disable=not args.input, file=sys.stderr) as progress:
-        for start in range(0, len(lines), args.chunk):
-            chunk = lines[start : start + args.chunk]
-            outputs += translator.translate(
-                chunk, beam_size=args.beam_size, alpha=args.alpha, max_tokens=args.max_tokens
-            )
-            progress.update(len(chunk))
+    outputs = translator.translate(
+        lines, beam_size=args.beam_size, alpha=args.alpha, max_tokens=args.max_tokens, progress=bool(args.input)
+    )
     text = "".join(line + "\n" for line in outputs)
     if args.output:
         atomic_write_bytes(Path(args.output), text.encode("utf-8"))
@@ -70,9 +78,78 @@ def generate(argv: list[str]) -> None:
         sys.stdout.write(text)
 
 
+CONFIGS = ("gru", "bahdanau", "transformer")  # the generations, in order
+
+
+def leaderboard(argv: list[str]) -> None:
+    """Train every config that has no checkpoint yet, decode the test split with each model and write
+    the leaderboard report. Other arguments (``--data.dataset``, ``--trainer.max_epochs``, ...) apply to
+    every config, as in `translate fit`."""
+    parser = argparse.ArgumentParser(prog="translate leaderboard", description=leaderboard.__doc__)
+    parser.add_argument("--configs", nargs="+", type=Path, help="default: configs/{gru,bahdanau,transformer}.yaml")
+    parser.add_argument("--quick", action="store_true", help="small models, few steps: configs/quick/, reports/quick")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="use this checkpoint")
+    parser.add_argument("--out", type=Path, help="report directory (default: reports, or reports/quick)")
+    parser.add_argument("--readme", type=Path, help="also rewrite this README's leaderboard block")
+    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--alpha", type=float, default=1.0, help="GNMT length penalty exponent")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per decoding batch")
+    parser.add_argument("--heatmaps", type=int, default=2, help="attention heatmaps of the longest test sentences")
+    parser.add_argument("--device", default="auto")
+    args, overrides = parser.parse_known_args(argv)
+    folder = Path("configs/quick" if args.quick else "configs")
+    configs = args.configs or [folder / f"{name}.yaml" for name in CONFIGS]
+    out = args.out or Path("reports/quick" if args.quick else "reports")
+    given = dict(item.split("=", 1) for item in args.checkpoint)
+    unknown = set(given) - {c.stem for c in configs}
+    if unknown:
+        raise ValueError(f"--checkpoint names {sorted(unknown)}, but the configs are {[c.stem for c in configs]}")
+    check_writable(out)
+
+    entries, data = [], None
+    for config in configs:
+        if not config.is_file():
+            raise FileNotFoundError(f"config {config} does not exist")
+        parsed = cli(["--config", str(config), *overrides], run=False)
+        dm = parsed.datamodule
+        described = {"dataset": dm.dataset, "split": "test", "languages": [dm.src_lang, dm.tgt_lang]}
+        if data is not None and described != data:
+            raise ValueError(f"config {config} tests on {described}, the previous ones on {data}")
+        data, sources, references = described, dm.sources("test"), dm.references("test")
+        callback = parsed.trainer.checkpoint_callback
+        if callback is None or callback.dirpath is None:
+            raise ValueError(f"config {config} has no ModelCheckpoint callback with a dirpath to keep its checkpoints")
+        directory = Path(callback.dirpath)
+        checkpoint = given.get(config.stem) or best_checkpoint(directory)
+        if checkpoint is None:
+            log.info("%s: no checkpoint in %s, training it", config.stem, directory)
+            cli(["fit", "--config", str(config), *overrides])
+            checkpoint = best_checkpoint(directory)
+            if checkpoint is None:
+                raise RuntimeError(f"training {config} wrote no last.ckpt to {directory}")
+        entries.append(Entry(config.stem, Path(checkpoint)))
+
+    report, figures = build_report(
+        entries,
+        sources,
+        references,
+        data,
+        beam_size=args.beam_size,
+        alpha=args.alpha,
+        max_tokens=args.max_tokens,
+        heatmaps=args.heatmaps,
+        device=args.device,
+    )
+    path = write_report(report, figures, out)
+    log.info("leaderboard: %s", path)
+    if args.readme:
+        update_readme(args.readme, report, images=f"{out.as_posix()}/")
+
+
 def main() -> None:
-    if sys.argv[1:2] == ["generate"]:
-        generate(sys.argv[2:])
+    commands = {"generate": generate, "leaderboard": leaderboard}
+    if sys.argv[1:2] and sys.argv[1] in commands:
+        commands[sys.argv[1]](sys.argv[2:])
     else:
         cli()
 

@@ -179,9 +179,10 @@ class TokenBudgetSampler(DistributedSampler):
     (source, target) length so that a batch holds similar lengths.
 
     With `shuffle`, ties are broken and the batch order drawn afresh from (seed, epoch); the same on
-    every rank. With several ranks each takes every `num_replicas`-th batch: training drops the
-    remainder so every rank gets the same number of disjoint batches. It is a DistributedSampler so
-    that Lightning uses it as it is instead of wrapping it in another one.
+    every rank. With several ranks, training gives each rank every `num_replicas`-th batch and drops
+    the remainder, so that every rank gets the same number of disjoint batches; evaluation gives each
+    rank every `num_replicas`-th sentence (by length), so every sentence is decoded exactly once and
+    every rank has work. It is a DistributedSampler so that Lightning uses it as it is.
     """
 
     def __init__(
@@ -198,12 +199,15 @@ class TokenBudgetSampler(DistributedSampler):
         self.src_lengths = np.asarray(src_lengths)
         self.tgt_lengths = np.asarray(tgt_lengths)
         self.max_tokens = max_tokens
+        self.resume: tuple[int, int] | None = None  # (epoch, batches already done in it)
 
     def batches(self) -> list[list[int]]:
         """This rank's batches for the current epoch."""
         rng = np.random.default_rng([self.seed, self.epoch])
         tiebreak = rng.permutation(len(self.src_lengths)) if self.shuffle else np.arange(len(self.src_lengths))
         order = np.lexsort((tiebreak, self.tgt_lengths, self.src_lengths))
+        if not self.shuffle:  # evaluation: each rank batches its own disjoint share of the sentences
+            order = order[self.rank :: self.num_replicas]
         sizes = np.maximum(self.src_lengths, self.tgt_lengths + 1)[order]
         batches, start, longest = [], 0, 0
         for i, size in enumerate(sizes):
@@ -216,13 +220,28 @@ class TokenBudgetSampler(DistributedSampler):
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
             batches = batches[: len(batches) - len(batches) % self.num_replicas]
-        return batches[self.rank :: self.num_replicas]
+            return batches[self.rank :: self.num_replicas]
+        return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        """This epoch's batches; after `resume_at` the first epoch iterated starts where the saved run stopped."""
+        batches = self.batches()
+        skip = self.resume[1] if self.resume and self.resume[0] == self.epoch else 0
+        self.resume = None
+        return iter(batches[skip:])
 
     def __len__(self) -> int:
-        return len(self.batches())
+        return len(self.batches())  # the whole epoch, also when resuming: Lightning counts from the saved batch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Continue a saved run: the next iteration is `epoch` without its first `batches_done` batches
+        (the next epoch from its start when that one was done). Lightning creates the resumed epoch's
+        iterator before it sets the epoch, so the sampler sets it here."""
+        self.set_epoch(epoch)
+        if batches_done >= len(self):
+            epoch, batches_done = epoch + 1, 0
+            self.set_epoch(epoch)
+        self.resume = (epoch, batches_done)
 
 
 class TranslationDataModule(L.LightningDataModule):
@@ -264,6 +283,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir)
         self.pairs: dict[str, TokenizedPairs] = {}
         self.dropped = 0
+        self.resume: dict[str, int] | None = None
 
     @cached_property
     def texts(self) -> datasets.DatasetDict:
@@ -379,7 +399,23 @@ class TranslationDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        loader = self.loader("train", shuffle=True)
+        if self.resume:
+            loader.sampler.resume_at(self.resume["epoch"], self.resume["batches_done"])
+            self.resume = None
+        return loader
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training is within its epoch; Lightning keeps it in checkpoints, so a run resumed from a
+        mid-epoch checkpoint goes on with the batch it would have had next."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches_done": done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume = dict(state) if state else None
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("validation")

@@ -63,11 +63,13 @@ def paired_significance(
     }
 
 
-def length_bucket_edges(lengths: Sequence[int], buckets: int = 5, min_count: int = 30) -> list[int]:
-    """Lower edges of source-length buckets at quantiles of `lengths`; a bucket with fewer than
-    `min_count` sentences merges into its neighbour below, but the longest bucket always stays."""
+def length_bucket_edges(lengths: Sequence[int], buckets: int = 5, min_count: int = 30, tail: float = 0.05) -> list[int]:
+    """Lower edges of source-length buckets: `buckets` quantile buckets, plus one for the longest
+    `tail` fraction of sentences (where the bottleneck shows). A bucket with fewer than `min_count`
+    sentences merges into its neighbour below, but the longest bucket always stays."""
     lengths = np.asarray(lengths)
-    edges = sorted({int(np.quantile(lengths, q)) for q in np.linspace(0, 1, buckets + 1)[:-1]})
+    quantiles = [*np.linspace(0, 1, buckets + 1)[:-1], 1 - tail]
+    edges = sorted({int(np.quantile(lengths, q)) for q in quantiles})
     edges[0] = 0
     counts = [int(((lengths >= lo) & (lengths < hi)).sum()) for lo, hi in zip(edges, [*edges[1:], np.inf], strict=True)]
     kept = [e for e, c in zip(edges[:-1], counts[:-1], strict=True) if c >= min_count or e == 0]
@@ -93,5 +95,6 @@ def bleu_by_length(
         members = [i for i, n in enumerate(lengths) if bucket_of(n, edges) == b]
         hi = edges[b + 1] - 1 if b + 1 < len(edges) else max(lengths)
         score = corpus_score([hypotheses[i] for i in members], [references[i] for i in members], n_bootstrap)
-        rows.append({"bucket": f"{lo}-{hi}", "min_words": lo, "max_words": hi, **score.as_dict()})
+        label = f"{lo}-{hi}" if hi > lo else str(lo)
+        rows.append({"bucket": label, "min_words": lo, "max_words": hi, **score.as_dict()})
     return rows

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
+from tqdm import tqdm
 
 from translate.data import TokenBudgetSampler
 from translate.models.base import Seq2SeqModule
@@ -34,18 +35,23 @@ class Translation:
     attention: Tensor | None = None
 
 
-def load_model(path: str | Path) -> Seq2SeqModule:
-    """The model of a `translate` checkpoint, with its tokenizer; errors name the file."""
+def read_checkpoint(path: str | Path) -> dict:
+    """The contents of a `translate` checkpoint (weights, hyper-parameters, tokenizer); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         raise ValueError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {e})") from e
     missing = [k for k in ("model_class", "hyper_parameters", "state_dict", "tokenizer") if k not in checkpoint]
     if missing:
         raise ValueError(f"checkpoint {path} is not a translate checkpoint: it lacks {missing}")
+    return checkpoint
+
+
+def model_from(checkpoint: dict) -> Seq2SeqModule:
+    """The model, with its tokenizer, of a checkpoint read by :func:`read_checkpoint`."""
     module, _, name = checkpoint["model_class"].rpartition(".")
     model_class = getattr(importlib.import_module(module), name)
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
@@ -53,6 +59,11 @@ def load_model(path: str | Path) -> Seq2SeqModule:
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
+
+
+def load_model(path: str | Path) -> Seq2SeqModule:
+    """The model of a `translate` checkpoint, with its tokenizer; errors name the file."""
+    return model_from(read_checkpoint(path))
 
 
 class Translator:
@@ -80,13 +91,15 @@ class Translator:
         n_best: int = 1,
         max_tokens: int = 4096,
         return_details: bool = False,
+        progress: bool = False,
     ) -> str | list[str] | Translation | list:
         """Translate a string or a list of strings; the result has the same shape.
 
         Each output is a string, or with `return_details` a :class:`Translation`; with `n_best` > 1,
         a list of the n best of those. Empty or whitespace-only input gives an empty translation;
         input longer than the model's `max_source_length` is truncated with a warning.
-        `max_tokens` bounds the source tokens per batch (times the beam size in memory).
+        `max_tokens` bounds the source tokens per batch (times the beam size in memory); `progress`
+        shows a progress bar (on stderr).
         """
         if not 1 <= n_best <= beam_size:
             raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
@@ -100,6 +113,7 @@ class Translator:
         todo = [i for i, x in enumerate(ids) if x]
         lengths = torch.tensor([len(ids[i]) for i in todo])
         self.model.keep_attention = return_details
+        bar = tqdm(total=len(texts), unit="sent", disable=not progress, initial=len(texts) - len(todo))
         try:
             for rows in TokenBudgetSampler(lengths.numpy(), lengths.numpy(), max(1, max_tokens // beam_size)):
                 batch = [todo[r] for r in rows]
@@ -107,8 +121,10 @@ class Translator:
                 hyps = self.model.generate(src.to(self.device), lengths[rows].to(self.device), beam_size, alpha, n_best)
                 for i, nbest in zip(batch, hyps, strict=True):
                     results[i] = [self._translation(ids[i], h) for h in nbest]
+                bar.update(len(batch))
         finally:
             self.model.keep_attention = False
+            bar.close()
 
         def shaped(nbest: list[Translation]) -> str | Translation | list:
             items = nbest if return_details else [t.text for t in nbest]

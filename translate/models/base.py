@@ -25,6 +25,8 @@ from sacrebleu.metrics.chrf import CHRFScore
 from torch import Tensor
 
 from translate.data import Batch
+from translate.files import atomic_write_bytes
+from translate.machine import machine
 from translate.search import Hypothesis, State, beam_search, greedy_search
 from translate.tokenizer import PAD_ID, SharedTokenizer
 
@@ -69,8 +71,10 @@ class Seq2SeqModule(L.LightningModule):
             raise ValueError(f"pad_id {pad_id} differs from the tokenizer's fixed pad id {PAD_ID}")
         self.vocab_size, self.pad_id = vocab_size, pad_id
         self.tokenizer: SharedTokenizer | None = None
+        self.languages: tuple[str, str] | None = None  # (source, target) of the training data
         self._hypotheses: dict[int, list[int]] = {}
         self.keep_attention = False  # decode_step records attention weights in the state when set
+        self._resumed_rng_state: Tensor | None = None
 
     # -- what a subclass provides ------------------------------------------------------------------
 
@@ -157,10 +161,22 @@ class Seq2SeqModule(L.LightningModule):
         self._hypotheses = {}
         self._test_start = time.perf_counter()
 
+    def _gathered(self) -> dict[int, list[int]]:
+        """Every rank's hypotheses by corpus row: each rank decoded a disjoint share of the split."""
+        if self.trainer.world_size == 1:
+            return self._hypotheses
+        shares: list[dict[int, list[int]]] = [{} for _ in range(self.trainer.world_size)]
+        torch.distributed.all_gather_object(shares, self._hypotheses)
+        gathered = {row: tokens for share in shares for row, tokens in share.items()}
+        if len(gathered) != sum(len(share) for share in shares):
+            raise RuntimeError("some sentences were decoded on more than one rank: the eval sampler overlaps")
+        return gathered
+
     def _score(self, split: str) -> tuple[list[str], BLEUScore, CHRFScore, Signature]:
-        """Detokenized hypotheses in corpus order, with their sacreBLEU BLEU and chrF."""
-        rows = sorted(self._hypotheses)
-        hypotheses = self.tokenizer.decode([self._hypotheses[i] for i in rows])
+        """Detokenized hypotheses of all ranks in corpus order, with their sacreBLEU BLEU and chrF."""
+        gathered = self._gathered()
+        rows = sorted(gathered)
+        hypotheses = self.tokenizer.decode([gathered[i] for i in rows])
         references = self.trainer.datamodule.references(split)
         references = [references[i] for i in rows]
         bleu = sacrebleu.BLEU()
@@ -178,9 +194,10 @@ class Seq2SeqModule(L.LightningModule):
         hypotheses, bleu, chrf, signature = self._score("test")
         self.log("test/bleu", bleu.score)
         self.log("test/chrf", chrf.score)
-        out = Path(self.trainer.log_dir or ".")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "test_hypotheses.txt").write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+        out = Path(self.trainer.log_dir or ".")  # a collective call under DDP: every rank makes it
+        if not self.trainer.is_global_zero:
+            return
+        atomic_write_bytes(out / "test_hypotheses.txt", "".join(h + "\n" for h in hypotheses).encode())
         result = {
             "model": type(self).__name__,
             "checkpoint": self.trainer.ckpt_path,
@@ -194,10 +211,15 @@ class Seq2SeqModule(L.LightningModule):
             "alpha": self.hparams.alpha,
             "decode_seconds": round(time.perf_counter() - self._test_start, 1),
         }
-        (out / "test_results.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_bytes(out / "test_results.json", (json.dumps(result, indent=2) + "\n").encode())
         self.print(f"test: {bleu}\ntest: {chrf}\nsignature: {signature}\nhypotheses: {out / 'test_hypotheses.txt'}")
 
     # -- optimisation ------------------------------------------------------------------------------
+
+    def on_train_start(self) -> None:
+        if self._resumed_rng_state is not None:
+            torch.set_rng_state(self._resumed_rng_state)
+            self._resumed_rng_state = None
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
@@ -224,6 +246,14 @@ class Seq2SeqModule(L.LightningModule):
         datamodule = self.trainer.datamodule if self._trainer else None
         if datamodule is not None:
             self.attach_tokenizer(datamodule.tokenizer, source="the data")
+            self.check_languages((datamodule.src_lang, datamodule.tgt_lang), f"dataset {datamodule.dataset!r}")
+            self.languages = (datamodule.src_lang, datamodule.tgt_lang)
+
+    def check_languages(self, languages: tuple[str, str], source: str) -> None:
+        """Refuse data in another direction than the model was trained on."""
+        if self.languages is not None and tuple(self.languages) != tuple(languages):
+            trained, given = "→".join(self.languages), "→".join(languages)
+            raise ValueError(f"the model was trained on {trained} but {source} is {given}")
 
     def attach_tokenizer(self, tokenizer: SharedTokenizer, source: str) -> None:
         """Use `tokenizer`; refuse one that differs from the tokenizer the model already has."""
@@ -242,8 +272,12 @@ class Seq2SeqModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["tokenizer"] = self.tokenizer.to_bytes() if self.tokenizer else None
         checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint["languages"] = list(self.languages) if self.languages else None
+        checkpoint["hardware"] = machine()
+        checkpoint["rng_state"] = torch.get_rng_state()  # dropout continues as it would have after a resume
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_rng_state = checkpoint.get("rng_state")  # restored when training resumes, not for inference
         if checkpoint.get("tokenizer"):
             stored = SharedTokenizer.from_bytes(checkpoint["tokenizer"])
             if self.tokenizer is not None and stored != self.tokenizer:
@@ -253,3 +287,10 @@ class Seq2SeqModule(L.LightningModule):
                     "test it on the dataset and tokenizer settings it was trained with"
                 )
             self.tokenizer = stored
+        if checkpoint.get("languages"):
+            trained = tuple(checkpoint["languages"])
+            if self.languages is not None and trained != self.languages:  # set from the data in `setup`
+                raise ValueError(
+                    f"the checkpoint was trained on {'→'.join(trained)} but the data is {'→'.join(self.languages)}"
+                )
+            self.languages = trained

@@ -1,0 +1,177 @@
+"""Bad input, in one place: each case gets a clear error that names the problem, or a defined output,
+and nothing is lost."""
+
+import lightning as L
+import pytest
+import torch
+
+import translate.files
+from conftest import CONFIGS, DE, EN, cli_args, datamodule, make_pairs, run_cli, tiny_model, write_corpus, write_jsonl
+from translate import Translator
+from translate.report import Entry, build_report, check_writable, write_report
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def test_missing_local_path(tmp_path, cache_dir):
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        datamodule(tmp_path / "does-not-exist", cache_dir).tokenizer
+
+
+def test_unreachable_hub_id_suggests_local_copy(cache_dir):
+    with pytest.raises(FileNotFoundError, match="local copy"):
+        datamodule("someone/no-such-dataset", cache_dir).tokenizer
+
+
+def test_missing_language_lists_columns(corpus, cache_dir):
+    with pytest.raises(KeyError, match=r"'fr'.*columns found: \['de', 'en'\]"):
+        datamodule(corpus, cache_dir, tgt_lang="fr").tokenizer
+
+
+def test_nested_missing_language(nested_corpus, cache_dir):
+    with pytest.raises(KeyError, match="translation.fr"):
+        datamodule(nested_corpus, cache_dir, src_lang="fr").tokenizer
+
+
+def test_empty_split(tmp_path, cache_dir):
+    root = write_corpus(tmp_path / "c")
+    (root / "test.jsonl").write_text("")
+    with pytest.raises(ValueError, match="split 'test'.*empty"):
+        datamodule(root, cache_dir).tokenizer
+
+
+def test_same_source_and_target_language(corpus, cache_dir):
+    with pytest.raises(ValueError, match="both 'de'"):
+        datamodule(corpus, cache_dir, tgt_lang="de")
+
+
+def test_sentence_that_is_not_a_string(tmp_path, cache_dir):
+    root = write_corpus(tmp_path / "c")
+    rows = make_pairs(10, seed=0)
+    rows[7]["en"] = None
+    write_jsonl(root / "validation.jsonl", rows)
+    (root / "val.jsonl").unlink()
+    with pytest.raises(TypeError, match="split 'validation' row 7: the 'en' sentence is None"):
+        datamodule(root, cache_dir).tokenizer
+
+
+def test_column_of_numbers(tmp_path, cache_dir):
+    root = tmp_path / "nums"
+    write_jsonl(root / "train.jsonl", [{"de": i, "en": "x"} for i in range(5)])
+    with pytest.raises(TypeError, match="column 'de' holds int64"):
+        datamodule(root, cache_dir).tokenizer
+
+
+# -- sentences to translate -----------------------------------------------------------------------
+
+
+def test_empty_and_whitespace_give_empty_translations(translator):
+    assert translator.translate(["", "   ", DE[9]]) == ["", "", EN[9]]
+    assert translator.translate("") == ""
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"der Hund"])
+def test_non_string_names_its_index(translator, bad):
+    with pytest.raises(TypeError, match="index 1"):
+        translator.translate([DE[9], bad])
+
+
+def test_very_long_input_is_truncated_with_warning(translator):
+    with pytest.warns(UserWarning, match="truncated"):
+        out = translator.translate([DE[9], "der Mann läuft " * 700])
+    assert out[0] == EN[9] and isinstance(out[1], str)
+
+
+def test_unseen_characters_translate(translator):
+    out = translator.translate(["Ball Hund 🐕", "日本語の文", "😀😀😀"])
+    assert all(isinstance(t, str) for t in out)
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+
+def test_missing_checkpoint_names_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
+        Translator.from_checkpoint(tmp_path / "nowhere.ckpt")
+
+
+def test_corrupt_and_truncated_checkpoints_name_file(trained, tmp_path):
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00not a checkpoint" * 100)
+    with pytest.raises(ValueError, match="garbage.ckpt"):
+        Translator.from_checkpoint(garbage)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(trained.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="truncated.ckpt"):
+        Translator.from_checkpoint(truncated)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="foreign.ckpt is not a translate checkpoint"):
+        Translator.from_checkpoint(foreign)
+
+
+def test_unknown_model_class_is_named(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", f"--config={CONFIGS / 'gru.yaml'}", "--model.class_path=translate.models.NoSuchModel")
+    assert "NoSuchModel" in capsys.readouterr().err
+
+
+def test_checkpoint_with_other_vocabulary_is_refused(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = cli_args("gru", tiny_corpus, tmp_path / "cache")
+    run_cli("fit", *args, "--trainer.max_steps=1", "--trainer.limit_val_batches=1")
+    ckpt = f"--ckpt_path={tmp_path / 'checkpoints/gru/last.ckpt'}"
+    with pytest.raises(ValueError, match="another vocabulary"):
+        run_cli("test", *args, "--data.vocab_size=300", ckpt)
+
+
+def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tiny_dm, tmp_path):
+    model = tiny_model("gru", tiny_dm.vocab_size)
+    loss = model.loss
+
+    def poisoned(batch):
+        value, nll, tokens = loss(batch)
+        return (value * float("nan") if model.global_step >= 2 else value), nll, tokens
+
+    model.loss = poisoned
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True)
+    trainer = L.Trainer(
+        max_steps=10, logger=False, callbacks=[checkpoints], enable_progress_bar=False, limit_val_batches=0
+    )
+    with pytest.raises(FloatingPointError, match="loss is nan at step 2"):
+        trainer.fit(model, tiny_dm)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == 2
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+
+def test_checkpoint_of_another_language_pair_is_refused(trained, tiny_dm):
+    data = {"dataset": "reversed", "split": "test", "languages": ["en", "de"]}
+    with pytest.raises(ValueError, match=r"transformer\.ckpt was trained on de→en but the test data .* is en→de"):
+        build_report([Entry("transformer", trained)], tiny_dm.references("test"), tiny_dm.sources("test"), data)
+
+
+def test_unwritable_report_directory_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PermissionError, match="report directory .*file/reports is not writable"):
+        check_writable(blocker / "reports")
+
+
+def test_failed_write_leaves_the_earlier_report_intact(trained, tiny_dm, tmp_path, monkeypatch):
+    data = {"dataset": "tiny", "split": "test", "languages": ["de", "en"]}
+    sources, references = tiny_dm.sources("test"), tiny_dm.references("test")
+    report, figures = build_report([Entry("transformer", trained)], sources, references, data, n_bootstrap=10)
+    out = tmp_path / "reports"
+    write_report(report, figures, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(translate.files.os, "fsync", disk_full)
+    changed = {**report, "finding": "something else"}
+    with pytest.raises(OSError, match="No space left"):
+        write_report(changed, figures, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary files left either
