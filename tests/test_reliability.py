@@ -123,6 +123,9 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch)
     path = tmp_path / "last.ckpt"
     checkpoint_io.save_checkpoint({"global_step": 1}, path)
     before = path.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as `open` would make it, not mkstemp's 0600
 
     def crash(fd: int) -> None:
         raise OSError(5, "Input/output error")

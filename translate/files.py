@@ -15,11 +15,15 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename: never a truncated file."""
+    """Write `data` to `path` through a temporary file and a rename: never a truncated file. The file
+    gets the permissions a plain `open` would give it (mkstemp's are owner-only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~umask)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -1,0 +1,157 @@
+"""Training throughput of the three configs on Multi30k, fp32 against bf16-mixed.
+
+    python benchmarks/train_throughput.py --dataset ../shared/data/multi30k
+
+Each (model, precision) runs in its own process (so peak RSS is its own): a Lightning Trainer takes
+`warmup` steps, then times `steps` more on the same shuffled training batches as `translate fit`.
+Reported: target tokens/s (non-pad), ms/step, padding fraction, peak RSS, and model FLOPs/s
+(counted by torch's FlopCounterMode on one forward+backward) as a fraction of the matmul peak
+measured in the same run.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from common import write_results
+from torch.utils.flop_counter import FlopCounterMode
+
+from translate.cli import cli
+
+ROOT = Path(__file__).parent.parent
+
+
+def matmul_peak(dtype: torch.dtype, shape: tuple[int, int, int] = (4096, 256, 1024), repeats: int = 3) -> float:
+    """Best GFLOP/s of a (m, k) @ (k, n) matmul in `dtype`, the shape of a feed-forward layer over a batch."""
+    m, k, n = shape
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best / 1e9
+
+
+class StepTimer(L.Callback):
+    """Wall time and target tokens of every training step after the first `warmup`."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.times, self.tokens, self.padding = warmup, [], [], []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step > self.warmup:
+            self.times.append(time.perf_counter() - self.start)
+            real = int(batch.src_lengths.sum()) + int((batch.tgt_out != module.pad_id).sum())
+            self.tokens.append(int((batch.tgt_out != module.pad_id).sum()))
+            self.padding.append(1 - real / (batch.src.numel() + batch.tgt_out.numel()))
+
+
+def model_flops(module: L.LightningModule, batch) -> int:
+    """FLOPs of one forward and backward pass on `batch`, counted by torch."""
+    with FlopCounterMode(display=False) as counter:
+        loss, _, _ = module.loss(batch)
+        loss.backward()
+    module.zero_grad()
+    return counter.get_total_flops()
+
+
+def measure(config: str, dataset: str, precision: str, warmup: int, steps: int) -> dict:
+    """One (model, precision): run in a child process."""
+    parsed = cli(["--config", config, f"--data.dataset={dataset}"], run=False)
+    model, dm = parsed.model, parsed.datamodule
+    timer = StepTimer(warmup)
+    trainer = L.Trainer(
+        max_steps=warmup + steps,
+        precision=precision,
+        gradient_clip_val=1.0,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(model, dm)
+    batch = next(iter(dm.train_dataloader()))
+    flops = model_flops(model.float().train(), batch)
+    tokens_per_step = int((batch.tgt_out != dm.pad_id).sum())
+    seconds = sum(timer.times)
+    return {
+        "model": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "precision": precision,
+        "steps": len(timer.times),
+        "ms_per_step": round(1000 * seconds / len(timer.times), 1),
+        "target_tokens_per_s": round(sum(timer.tokens) / seconds, 1),
+        "padding_fraction": round(sum(timer.padding) / len(timer.padding), 4),
+        "flops_per_target_token": round(flops / tokens_per_step),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="../shared/data/multi30k")
+    parser.add_argument("--models", nargs="+", default=["gru", "bahdanau", "transformer"])
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps in fp32")
+    parser.add_argument("--bf16-steps", type=int, default=2, help="timed steps in bf16 (slow on CPUs without bf16)")
+    parser.add_argument("--bf16-models", nargs="+", help="models to time in bf16 (default: all of --models)")
+    parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "WARMUP", "STEPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        config, precision, warmup, steps = args.child
+        print(json.dumps(measure(config, args.dataset, precision, int(warmup), int(steps))))
+        return
+
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print({k: round(v, 1) for k, v in peaks.items()}, flush=True)
+    rows = []
+    for name in args.models:
+        for precision in args.precisions:
+            if precision.startswith("bf16") and args.bf16_models and name not in args.bf16_models:
+                continue
+            steps = args.bf16_steps if precision.startswith("bf16") else args.steps
+            config = str(ROOT / "configs" / f"{name}.yaml")
+            child = [sys.executable, __file__, "--dataset", args.dataset, "--child", config, precision]
+            out = subprocess.run([*child, str(args.warmup), str(steps)], capture_output=True, text=True, check=True)
+            row = {"config": name, **json.loads(out.stdout.strip().splitlines()[-1])}
+            peak = peaks["bf16" if precision.startswith("bf16") else "fp32"]
+            achieved = row["flops_per_target_token"] * row["target_tokens_per_s"] / 1e9
+            row["model_gflops_per_s"] = round(achieved, 1)
+            row["fraction_of_matmul_peak"] = round(achieved / peak, 3)
+            print(row, flush=True)
+            rows.append(row)
+    columns = [
+        "config",
+        "precision",
+        "steps",
+        "ms_per_step",
+        "target_tokens_per_s",
+        "padding_fraction",
+        "peak_rss_mib",
+        "model_gflops_per_s",
+        "fraction_of_matmul_peak",
+    ]
+    table = f"Matmul peak, (4096, 256) @ (256, 1024), best of 3: fp32 {peaks['fp32']:.1f} GFLOP/s, "
+    table += f"bf16 {peaks['bf16']:.1f} GFLOP/s.\n\n"
+    table += "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    table += "\n".join("| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows)
+    results = {"matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "rows": rows}
+    write_results("train_throughput", results, table)
+
+
+if __name__ == "__main__":
+    main()
