@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from translate.evaluation import bleu_by_length, bucket_of, corpus_score, length_bucket_edges, paired_significance
 from translate.files import atomic_write_bytes
 from translate.machine import describe, machine
+from translate.models.base import check_languages
 from translate.translator import Translation, Translator, model_from, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -113,12 +114,8 @@ def build_report(
     outputs: dict[str, list[str]] = {}
     for k, entry in enumerate(entries):
         checkpoint = read_checkpoint(entry.checkpoint)
-        trained = checkpoint.get("languages")
-        if trained and list(trained) != list(data["languages"]):
-            raise ValueError(
-                f"checkpoint {entry.checkpoint} was trained on {'→'.join(trained)} but the test data "
-                f"({data['dataset']}) is {'→'.join(data['languages'])}"
-            )
+        test_data = f"the test data ({data['dataset']})"
+        check_languages(checkpoint.get("languages"), data["languages"], f"checkpoint {entry.checkpoint}", test_data)
         translator = Translator(model_from(checkpoint), device)
         log.info("%s: decoding %d sentences with beam %d (%s)", entry.name, len(sources), beam_size, entry.checkpoint)
         start = time.perf_counter()
@@ -285,10 +282,6 @@ def write_report(report: dict, figures: dict[str, bytes], directory: Path) -> Pa
 README_START, README_END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 
 
-def readme_section(report: dict, images: str = "reports/") -> str:
-    return f"{README_START}\n{render_markdown(report, images)}{README_END}"
-
-
 def update_readme(readme: Path, report: dict, images: str = "reports/") -> None:
     """Replace the README's leaderboard block (between the markers) with one rendered from `report`."""
     text = readme.read_text(encoding="utf-8")
@@ -296,11 +289,8 @@ def update_readme(readme: Path, report: dict, images: str = "reports/") -> None:
         raise ValueError(f"{readme} has no {README_START} ... {README_END} block to update")
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
-    atomic_write_bytes(readme, (head + readme_section(report, images) + tail).encode())
-
-
-def load_report(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    block = f"{README_START}\n{render_markdown(report, images)}{README_END}"
+    atomic_write_bytes(readme, (head + block + tail).encode())
 
 
 def strip_volatile(value: object) -> object:

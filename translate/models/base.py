@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,12 @@ from translate.search import Hypothesis, State, beam_search, greedy_search
 from translate.tokenizer import PAD_ID, SharedTokenizer
 
 Scheduler = Literal["inverse_sqrt", "plateau", "constant"]
+
+
+def check_languages(trained: Sequence[str] | None, given: Sequence[str] | None, model: str, data: str) -> None:
+    """Refuse data in another direction (source, target) than the model was trained on; None is unknown."""
+    if trained and given and tuple(trained) != tuple(given):
+        raise ValueError(f"{model} was trained on {'→'.join(trained)} but {data} is {'→'.join(given)}")
 
 
 class Seq2SeqModule(L.LightningModule):
@@ -246,14 +253,9 @@ class Seq2SeqModule(L.LightningModule):
         datamodule = self.trainer.datamodule if self._trainer else None
         if datamodule is not None:
             self.attach_tokenizer(datamodule.tokenizer, source="the data")
-            self.check_languages((datamodule.src_lang, datamodule.tgt_lang), f"dataset {datamodule.dataset!r}")
-            self.languages = (datamodule.src_lang, datamodule.tgt_lang)
-
-    def check_languages(self, languages: tuple[str, str], source: str) -> None:
-        """Refuse data in another direction than the model was trained on."""
-        if self.languages is not None and tuple(self.languages) != tuple(languages):
-            trained, given = "→".join(self.languages), "→".join(languages)
-            raise ValueError(f"the model was trained on {trained} but {source} is {given}")
+            languages = (datamodule.src_lang, datamodule.tgt_lang)
+            check_languages(self.languages, languages, "the model", f"dataset {datamodule.dataset!r}")
+            self.languages = languages
 
     def attach_tokenizer(self, tokenizer: SharedTokenizer, source: str) -> None:
         """Use `tokenizer`; refuse one that differs from the tokenizer the model already has."""
@@ -288,9 +290,5 @@ class Seq2SeqModule(L.LightningModule):
                 )
             self.tokenizer = stored
         if checkpoint.get("languages"):
-            trained = tuple(checkpoint["languages"])
-            if self.languages is not None and trained != self.languages:  # set from the data in `setup`
-                raise ValueError(
-                    f"the checkpoint was trained on {'→'.join(trained)} but the data is {'→'.join(self.languages)}"
-                )
-            self.languages = trained
+            check_languages(checkpoint["languages"], self.languages, "the checkpoint", "the data")  # data: `setup`
+            self.languages = tuple(checkpoint["languages"])
