@@ -31,7 +31,7 @@ from translate.machine import machine
 from translate.search import Hypothesis, State, beam_search, greedy_search
 from translate.tokenizer import PAD_ID, SharedTokenizer
 
-Scheduler = Literal["inverse_sqrt", "plateau", "constant"]
+Scheduler = Literal["inverse_sqrt", "linear", "plateau", "constant"]
 
 
 def check_languages(trained: Sequence[str] | None, given: Sequence[str] | None, model: str, data: str) -> None:
@@ -48,7 +48,9 @@ class Seq2SeqModule(L.LightningModule):
         label_smoothing: of the token-level cross-entropy.
         lr / betas / weight_decay: AdamW.
         scheduler: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then 1/sqrt(step)),
-            ``plateau`` (halve the rate when val/bleu stops rising for ``patience`` epochs) or ``constant``.
+            ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step,
+            for a fixed budget of epochs), ``plateau`` (halve the rate when val/bleu stops rising for
+            ``patience`` epochs) or ``constant``.
         max_len_ratio / max_len_extra: decoded output is at most ratio * source length + extra tokens.
         beam_size / alpha: beam search at test time (validation decodes greedily); alpha is the GNMT
             length penalty exponent.
@@ -239,12 +241,16 @@ class Seq2SeqModule(L.LightningModule):
             )
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/bleu"}}
         warmup = max(1, hp.warmup_steps)
+        total = self.trainer.estimated_stepping_batches if hp.scheduler == "linear" else math.inf
+        if hp.scheduler == "linear" and math.isinf(total):
+            raise ValueError("scheduler 'linear' needs a finite number of steps: set trainer.max_epochs or max_steps")
 
-        def inverse_sqrt(step: int) -> float:
+        def factor(step: int) -> float:
             step += 1
-            return min(step / warmup, math.sqrt(warmup / step))
+            decay = (total - step + 1) / (total - warmup + 1) if hp.scheduler == "linear" else math.sqrt(warmup / step)
+            return min(step / warmup, max(0.0, decay))
 
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_sqrt)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # -- the tokenizer travels with the model --------------------------------------------------------
