@@ -1,5 +1,6 @@
 """The three models: learning, masking, attention, the decoding interface, and the CLI around them."""
 
+import itertools
 import json
 
 import lightning as L
@@ -99,12 +100,14 @@ def test_cli_fit_fast_dev_run_then_test(name, tiny_corpus, tmp_path, monkeypatch
     run_cli("fit", *args, "--trainer.fast_dev_run=true")
     run_cli("fit", *args, "--trainer.max_steps=2", "--trainer.limit_val_batches=1")
     assert (tmp_path / "checkpoints" / name / "last.ckpt").exists()
-    run_cli("test", *args, f"--ckpt_path={tmp_path / 'checkpoints' / name / 'last.ckpt'}")
+    decoding = ["--model.init_args.beam_size=2", "--model.init_args.alpha=0.3"]  # the checkpoint has 5 and 1.0
+    run_cli("test", *args, *decoding, f"--ckpt_path={tmp_path / 'checkpoints' / name / 'last.ckpt'}")
     out = capsys.readouterr()
     assert "test: BLEU = " in out.out + out.err
     (results,) = tmp_path.glob(f"logs/{name}/version_*/test_results.json")
     record = json.loads(results.read_text())
     assert record["sentences"] == 50 and record["signature"].startswith("nrefs:1")
+    assert (record["beam_size"], record["alpha"]) == (2, 0.3)
 
 
 def test_checkpoint_carries_tokenizer_and_class(tiny_corpus, tmp_path, monkeypatch):
@@ -122,3 +125,32 @@ def test_print_config(capsys):
     with pytest.raises(SystemExit):
         run_cli("fit", f"--config={CONFIGS / 'transformer.yaml'}", "--print_config")
     assert "class_path: translate.models.TransformerSeq2Seq" in capsys.readouterr().out
+
+
+class RecordLr(L.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_linear_schedule_warms_up_then_falls_to_zero_at_the_last_step(tiny_dm):
+    model = tiny_model("gru", tiny_dm.vocab_size, lr=1e-3, scheduler="linear", warmup_steps=3)
+    record = RecordLr()
+    trainer = L.Trainer(
+        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[record]
+    )
+    trainer.fit(model, tiny_dm)
+    lrs, total = record.lrs, trainer.global_step
+    assert len(lrs) == total == trainer.estimated_stepping_batches > 6
+    assert lrs[:3] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3])
+    assert all(a > b for a, b in itertools.pairwise(lrs[2:]))  # falls every step after the warm-up
+    assert lrs[-1] == pytest.approx(1e-3 / (total - 2))  # one step's worth above zero
+
+
+def test_linear_schedule_refuses_an_open_ended_run(tiny_dm):
+    model = tiny_model("gru", tiny_dm.vocab_size, scheduler="linear")
+    trainer = L.Trainer(max_epochs=-1, max_time="00:00:00:05", logger=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="linear.*max_epochs"):
+        trainer.fit(model, tiny_dm)
