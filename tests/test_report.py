@@ -9,6 +9,7 @@ import sacrebleu
 from sacrebleu.significance import PairedTest
 
 from conftest import train_tiny
+from translate import Translator
 from translate.cli import leaderboard
 from translate.report import (
     Entry,
@@ -77,8 +78,6 @@ def test_report_is_deterministic(built, checkpoints, test_data):
 
 
 def test_scores_agree_with_sacrebleu(built, checkpoints, test_data):
-    from translate import Translator
-
     sources, references, _ = test_data
     report, _ = built
     hypotheses = {e.name: Translator.from_checkpoint(e.checkpoint).translate(sources) for e in checkpoints}
@@ -92,6 +91,26 @@ def test_scores_agree_with_sacrebleu(built, checkpoints, test_data):
         n_samples=100,
     )()
     assert report["models"][1]["significance"]["p_value"] == pytest.approx(scores["BLEU"][1].p_value)
+
+
+def test_each_model_decodes_with_its_own_length_penalty(checkpoints, test_data, monkeypatch):
+    sources, references, data = test_data
+    used = []
+    translate = Translator.translate
+
+    def spy(self, texts, beam_size=None, alpha=None, **kwargs):
+        used.append(alpha)
+        return translate(self, texts, beam_size, alpha, **kwargs)
+
+    monkeypatch.setattr(Translator, "translate", spy)
+    entries = [Entry(e.name, e.checkpoint, alpha) for e, alpha in zip(checkpoints, (0.0, 2.0, None), strict=True)]
+    report, _ = build_report(entries, sources, references, data, heatmaps=0, n_bootstrap=10)
+    assert [m["alpha"] for m in report["models"]] == [0.0, 2.0, 1.0]  # None: the checkpoint's own
+    assert used == [0.0, 0.0, 2.0, 2.0, 1.0, 1.0]  # the test split, then the heatmap sentences
+    assert "alpha 0.0 (gru), 2.0 (bahdanau), 1.0 (transformer)" in render_markdown(report)
+    used.clear()
+    report, _ = build_report(entries, sources, references, data, alpha=0.5, heatmaps=0, n_bootstrap=10)
+    assert [m["alpha"] for m in report["models"]] == [0.5] * 3 and set(used) == {0.5}  # the command line wins
 
 
 def test_written_files_and_readme_block(built, tmp_path):

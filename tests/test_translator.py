@@ -78,3 +78,16 @@ def test_generate_stdin_to_stdout(trained):
         check=True,
     )
     assert out.stdout == f"{EN[8]}\n"
+
+
+def test_beam_and_length_penalty_default_to_the_models_own(translator):
+    def nbest(**settings) -> list[tuple[str, float]]:
+        return [(t.text, t.score) for t in translator.translate(DE[3], n_best=2, return_details=True, **settings)]
+
+    chosen = nbest(beam_size=2, alpha=0.0)
+    translator.model.hparams.alpha, translator.model.hparams.beam_size = 0.0, 2
+    try:
+        assert nbest() == chosen
+        assert nbest(beam_size=3, alpha=2.0) != chosen  # the scores are normalised by another penalty
+    finally:
+        translator.model.hparams.alpha, translator.model.hparams.beam_size = 1.0, 5

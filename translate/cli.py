@@ -26,7 +26,21 @@ from translate.translator import Translator
 log = logging.getLogger(__name__)
 
 
+DECODING = ("beam_size", "alpha", "max_len_ratio", "max_len_extra", "max_source_length")  # not architecture
+
+
 class TranslateCLI(LightningCLI):
+    def _parse_ckpt_path(self) -> None:
+        """With ``--ckpt_path`` Lightning replaces every model argument with the checkpoint's
+        hyper-parameters. The architecture must come from there; how to decode stays what the config
+        and the command line say."""
+        subcommand = self.config.get("subcommand")
+        given = self.config[subcommand].model.init_args if subcommand else {}
+        decoding = {key: given[key] for key in DECODING if key in given}
+        super()._parse_ckpt_path()
+        for key, value in decoding.items():
+            self.config[subcommand].model.init_args[key] = value
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the model's vocabulary comes from the datamodule's tokenizer, never from a number in a config
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
@@ -60,8 +74,8 @@ def generate(argv: list[str]) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `translate fit`")
     parser.add_argument("--input", help="source text, one sentence a line (default: stdin)")
     parser.add_argument("--output", help="where to write translations (default: stdout)")
-    parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--alpha", type=float, default=1.0, help="GNMT length penalty exponent")
+    parser.add_argument("--beam-size", type=int, help="default: the checkpoint's (5 unless its config says)")
+    parser.add_argument("--alpha", type=float, help="GNMT length penalty exponent (default: the checkpoint's)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
@@ -92,7 +106,7 @@ def leaderboard(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, help="report directory (default: reports, or reports/quick)")
     parser.add_argument("--readme", type=Path, help="also rewrite this README's leaderboard block")
     parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--alpha", type=float, default=1.0, help="GNMT length penalty exponent")
+    parser.add_argument("--alpha", type=float, help="GNMT length penalty exponent (default: each config's)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per decoding batch")
     parser.add_argument("--heatmaps", type=int, default=2, help="attention heatmaps of the longest test sentences")
     parser.add_argument("--device", default="auto")
@@ -127,7 +141,7 @@ def leaderboard(argv: list[str]) -> None:
             checkpoint = best_checkpoint(directory)
             if checkpoint is None:
                 raise RuntimeError(f"training {config} wrote no last.ckpt to {directory}")
-        entries.append(Entry(config.stem, Path(checkpoint)))
+        entries.append(Entry(config.stem, Path(checkpoint), parsed.model.hparams.alpha))
 
     report, figures = build_report(
         entries,

@@ -37,10 +37,12 @@ VOLATILE = ("created", "command", "machine", "decode_seconds", "sentences_per_se
 
 @dataclass
 class Entry:
-    """One model on the leaderboard: its name (the config's) and the checkpoint to evaluate."""
+    """One model on the leaderboard: its name (the config's), the checkpoint to evaluate and the length
+    penalty to decode with (None: the checkpoint's own)."""
 
     name: str
     checkpoint: Path
+    alpha: float | None = None
 
 
 def best_checkpoint(directory: Path) -> Path | None:
@@ -83,13 +85,15 @@ def build_report(
     references: Sequence[str],
     data: dict,
     beam_size: int = 5,
-    alpha: float = 1.0,
+    alpha: float | None = None,
     max_tokens: int = 4096,
     heatmaps: int = 2,
     n_bootstrap: int = 1000,
     device: str = "auto",
 ) -> tuple[dict, dict[str, bytes]]:
     """Decode and score every entry; returns the report (JSON-ready) and its figures (PNG bytes by file name).
+
+    Every model decodes with the same beam; `alpha` overrides each entry's length penalty.
 
     `data` describes the test data: ``dataset``, ``split`` and ``languages`` (source, target); a
     checkpoint trained on another language pair is refused.
@@ -102,7 +106,7 @@ def build_report(
         "command": shlex.join(["translate", *sys.argv[1:]]),
         "machine": machine(),
         "data": {**data, "sentences": len(sources)},
-        "decoding": {"beam_size": beam_size, "alpha": alpha, "max_tokens": max_tokens},
+        "decoding": {"beam_size": beam_size, "max_tokens": max_tokens},
         "length_buckets": {
             "edges": edges,
             "counts": [sum(bucket_of(n, edges) == b for n in lengths) for b in range(len(edges))],
@@ -117,9 +121,10 @@ def build_report(
         test_data = f"the test data ({data['dataset']})"
         check_languages(checkpoint.get("languages"), data["languages"], f"checkpoint {entry.checkpoint}", test_data)
         translator = Translator(model_from(checkpoint), device)
+        penalty = next(a for a in (alpha, entry.alpha, translator.model.hparams.alpha) if a is not None)
         log.info("%s: decoding %d sentences with beam %d (%s)", entry.name, len(sources), beam_size, entry.checkpoint)
         start = time.perf_counter()
-        hypotheses = translator.translate(sources, beam_size, alpha, max_tokens=max_tokens, progress=True)
+        hypotheses = translator.translate(sources, beam_size, penalty, max_tokens=max_tokens, progress=True)
         seconds = time.perf_counter() - start
         outputs[entry.name] = hypotheses
         row = {
@@ -128,6 +133,7 @@ def build_report(
             "checkpoint": str(entry.checkpoint),
             "parameters": sum(p.numel() for p in translator.model.parameters()),
             **training_record(checkpoint),
+            "alpha": penalty,
             **corpus_score(hypotheses, references, n_bootstrap).as_dict(),
             "decode_seconds": round(seconds, 1),
             "sentences_per_second": round(len(sources) / seconds, 1),
@@ -139,7 +145,7 @@ def build_report(
         row["by_length"] = bleu_by_length(sources, hypotheses, references, edges, n_bootstrap)
         report["models"].append(row)
         log.info("%s: BLEU %.2f ± %.2f, chrF %.2f", entry.name, row["bleu"], row["bleu_ci"], row["chrf"])
-        details = translator.translate([sources[i] for i in examples], beam_size, alpha, return_details=True)
+        details = translator.translate([sources[i] for i in examples], beam_size, penalty, return_details=True)
         for i, translation in zip(examples, details, strict=True):
             if translation.attention is None:  # the context-vector model has no attention to show
                 continue
@@ -216,10 +222,11 @@ def attention_figure(translation: Translation, title: str) -> bytes:
 def render_markdown(report: dict, images: str = "") -> str:
     """The leaderboard as Markdown; `images` prefixes figure paths (e.g. ``reports/`` for the README)."""
     data, decoding, models = report["data"], report["decoding"], report["models"]
+    alphas = ", ".join(f"{m['alpha']} ({m['name']})" for m in models)
     lines = [
         f"Test split of `{data['dataset']}` {'→'.join(data['languages'])} ({data['sentences']} sentences), "
-        f"beam {decoding['beam_size']}, length penalty alpha {decoding['alpha']}. Written by `{report['command']}` on "
-        f"{report['created']} ({describe(report['machine'])}).",
+        f"beam {decoding['beam_size']}, length penalty alpha {alphas}."
+        f" Written by `{report['command']}` on {report['created']} ({describe(report['machine'])}).",
         "",
         "| Model | Parameters | Epochs | Steps | Training | Trained on | sacreBLEU | 95 % CI | chrF "
         "| vs previous (paired bootstrap) | Decoding |",

@@ -86,8 +86,8 @@ class Translator:
     def translate(
         self,
         texts: str | Sequence[str],
-        beam_size: int = 5,
-        alpha: float = 1.0,
+        beam_size: int | None = None,
+        alpha: float | None = None,
         n_best: int = 1,
         max_tokens: int = 4096,
         return_details: bool = False,
@@ -96,11 +96,15 @@ class Translator:
         """Translate a string or a list of strings; the result has the same shape.
 
         Each output is a string, or with `return_details` a :class:`Translation`; with `n_best` > 1,
-        a list of the n best of those. Empty or whitespace-only input gives an empty translation;
-        input longer than the model's `max_source_length` is truncated with a warning.
+        a list of the n best of those. `beam_size` and the length penalty `alpha` default to the
+        model's own (its config's ``beam_size`` and ``alpha``, 5 and 1.0 unless tuned).
+        Empty or whitespace-only input gives an empty translation; input longer than the model's
+        `max_source_length` is truncated with a warning.
         `max_tokens` bounds the source tokens per batch (times the beam size in memory); `progress`
         shows a progress bar (on stderr).
         """
+        beam_size = self.model.hparams.beam_size if beam_size is None else beam_size
+        alpha = self.model.hparams.alpha if alpha is None else alpha
         if not 1 <= n_best <= beam_size:
             raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
         single = isinstance(texts, str)
