@@ -27,7 +27,6 @@ from common import write_results
 from translate import TranslationDataModule, Translator
 from translate.models.transformer import TransformerSeq2Seq, sinusoids
 from translate.tokenizer import PAD_ID, UNK_ID
-from translate.translator import load_model
 
 JOEY_UNK, JOEY_PAD = 0, 1  # JoeyNMT puts <unk> first; we put <pad> first. bos 2 and eos 3 agree.
 
@@ -82,11 +81,8 @@ def joey_state(ours: dict[str, torch.Tensor], layers: tuple[int, int], vocab_siz
     return {name: tensor.contiguous().clone() for name, tensor in state.items()}
 
 
-def convert(checkpoint: str, peer_config: Path, out: Path) -> Path:
-    """Write JoeyNMT's checkpoint, vocabulary, SentencePiece model and test config for `checkpoint` into `out`."""
-    model = load_model(checkpoint)
-    if not isinstance(model, TransformerSeq2Seq) or model.max_positions > 5000:
-        raise SystemExit(f"{checkpoint}: JoeyNMT takes our Transformer only")
+def convert(model: TransformerSeq2Seq, peer_config: Path, out: Path) -> Path:
+    """Write JoeyNMT's checkpoint, vocabulary, SentencePiece model and test config for `model` into `out`."""
     hp, tokenizer = model.hparams, model.tokenizer
     out.mkdir(parents=True, exist_ok=True)
     (out / "sp.model").write_bytes(tokenizer.to_bytes())
@@ -130,8 +126,7 @@ def joeynmt_decode(venv_python: Path, config: Path) -> dict:
     }
 
 
-def our_decode(checkpoint: str, sources: list[str], max_tokens: int) -> dict:
-    translator = Translator.from_checkpoint(checkpoint, device="cpu")
+def our_decode(translator: Translator, sources: list[str], max_tokens: int) -> dict:
     translator.translate(sources[:16], beam_size=5)  # warm-up
     start = time.perf_counter()
     hypotheses = translator.translate(sources, beam_size=5, alpha=1.0, max_tokens=max_tokens)
@@ -155,10 +150,13 @@ def main() -> None:
     joey_test = [line.rstrip("\n") for line in (args.joeynmt / "data" / "test.de").open(encoding="utf-8")]
     if joey_test != sources:
         raise SystemExit(f"{args.joeynmt / 'data' / 'test.de'} is not the test split of {args.dataset}")
-    config = convert(args.checkpoint, args.joeynmt / "transformer.yaml", args.joeynmt / "ours")
+    translator = Translator.from_checkpoint(args.checkpoint, device="cpu")
+    if not isinstance(translator.model, TransformerSeq2Seq) or translator.model.max_positions > 5000:
+        raise SystemExit(f"{args.checkpoint}: JoeyNMT takes our Transformer only")
+    config = convert(translator.model, args.joeynmt / "transformer.yaml", args.joeynmt / "ours")
     runs = {"joeynmt": joeynmt_decode(args.joeynmt / "venv" / "bin" / "python", config)}
     for max_tokens in args.max_tokens:
-        runs[f"translate_{max_tokens}"] = our_decode(args.checkpoint, sources, max_tokens)
+        runs[f"translate_{max_tokens}"] = our_decode(translator, sources, max_tokens)
 
     joey_hypotheses = runs["joeynmt"]["hypotheses"]
     for run in runs.values():
