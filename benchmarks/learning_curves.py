@@ -1,0 +1,72 @@
+"""Learning curves of training runs from Lightning's own logs: validation BLEU and loss per epoch.
+
+    python benchmarks/learning_curves.py --run gru=benchmarks/results/runs/gru_metrics.csv ...
+
+Each ``--run NAME=CSV[,CSV...]`` names the CSVLogger ``metrics.csv`` files of one run, in order (a run
+resumed with ``--ckpt_path last`` logs to a new file). Per epoch: the last step, the learning rate,
+validation BLEU (greedy, as `translate fit` validates) and loss. Writes results/<name>.{json,md,png}.
+"""
+
+import argparse
+import csv
+
+from common import RESULTS, write_results
+from matplotlib.figure import Figure
+
+
+def read_curve(paths: list[str]) -> list[dict]:
+    """One row per validated epoch: epoch, step, lr, val_bleu, val_loss (later files win)."""
+    epochs: dict[int, dict] = {}
+    lr = None
+    for path in paths:
+        with open(path, newline="") as file:
+            for row in csv.DictReader(file):
+                lr = float(row["lr-AdamW"]) if row.get("lr-AdamW") else lr
+                if row.get("val/bleu"):
+                    epochs[int(row["epoch"])] = {
+                        "epoch": int(row["epoch"]),
+                        "step": int(row["step"]),
+                        "lr": lr,
+                        "val_bleu": round(float(row["val/bleu"]), 2),
+                        "val_loss": round(float(row["val/loss"]), 3),
+                    }
+    if not epochs:
+        raise ValueError(f"no val/bleu rows in {', '.join(paths)}: not a translate fit metrics.csv")
+    return [epochs[epoch] for epoch in sorted(epochs)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=CSV[,CSV...]")
+    parser.add_argument("--name", default="learning_curves", help="results/<name>.json, .md and .png")
+    args = parser.parse_args()
+
+    runs = {}
+    for item in args.run:
+        name, paths = item.split("=", 1)
+        runs[name] = {"files": paths.split(","), "epochs": read_curve(paths.split(","))}
+
+    figure = Figure(figsize=(10, 4))
+    bleu_axis, loss_axis = figure.subplots(1, 2)
+    table = "| run | epoch | step | lr | val BLEU (greedy) | val loss |\n|---|---:|---:|---:|---:|---:|\n"
+    for name, run in runs.items():
+        epochs = [row["epoch"] + 1 for row in run["epochs"]]
+        bleu_axis.plot(epochs, [row["val_bleu"] for row in run["epochs"]], marker="o", label=name)
+        loss_axis.plot(epochs, [row["val_loss"] for row in run["epochs"]], marker="o", label=name)
+        best = max(run["epochs"], key=lambda row: row["val_bleu"])
+        for row in run["epochs"]:
+            bleu = f"**{row['val_bleu']}**" if row is best else row["val_bleu"]
+            table += f"| {name} | {row['epoch']} | {row['step']} | {row['lr']:.2e} | {bleu} | {row['val_loss']} |\n"
+    bleu_axis.set(xlabel="epochs trained", ylabel="validation sacreBLEU (greedy)")
+    loss_axis.set(xlabel="epochs trained", ylabel="validation loss (label-smoothed)")
+    for axis in (bleu_axis, loss_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    figure.savefig(RESULTS / f"{args.name}.png", dpi=100)
+    write_results(args.name, {"runs": runs}, table + f"\n![learning curves]({args.name}.png)")
+
+
+if __name__ == "__main__":
+    main()
