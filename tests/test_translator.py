@@ -3,10 +3,13 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import DE, EN, tiny_model
 from translate import Translation, Translator
+from translate.cli import average, main
+from translate.translator import average_checkpoints
 
 
 def test_fresh_process_needs_only_the_checkpoint(trained, tmp_path):
@@ -91,3 +94,42 @@ def test_beam_and_length_penalty_default_to_the_models_own(translator):
         assert nbest(beam_size=3, alpha=2.0) != chosen  # the scores are normalised by another penalty
     finally:
         translator.model.hparams.alpha, translator.model.hparams.beam_size = 1.0, 5
+
+
+# -- translate average ----------------------------------------------------------------------------
+
+
+def test_average_is_the_mean_of_the_weights(trained, tmp_path, monkeypatch):
+    first = torch.load(trained, map_location="cpu", weights_only=True)
+    shifted = {
+        **first,
+        "state_dict": {k: v + 1 if v.is_floating_point() else v for k, v in first["state_dict"].items()},
+    }
+    torch.save(shifted, tmp_path / "shifted.ckpt")
+    out = tmp_path / "averaged.ckpt"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["translate", "average", "--checkpoints", str(trained), str(tmp_path / "shifted.ckpt"), "--output", str(out)],
+    )
+    main()
+    averaged = torch.load(out, map_location="cpu", weights_only=True)
+    for name, value in first["state_dict"].items():
+        expected = value + 0.5 if value.is_floating_point() else value
+        torch.testing.assert_close(averaged["state_dict"][name], expected)
+    assert averaged["global_step"] == shifted["global_step"]
+    assert average_checkpoints([trained, trained])["state_dict"].keys() == first["state_dict"].keys()
+    torch.save(average_checkpoints([trained, trained]), tmp_path / "same.ckpt")
+    assert Translator.from_checkpoint(tmp_path / "same.ckpt").translate(DE[:3]) == EN[:3]
+
+
+def test_average_refuses_what_is_not_one_model(trained, tmp_path):
+    other = torch.load(trained, map_location="cpu", weights_only=True)
+    other["hyper_parameters"] = {**other["hyper_parameters"], "d_model": 2 * other["hyper_parameters"]["d_model"]}
+    torch.save(other, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="hyper_parameters: not one model"):
+        average_checkpoints([tmp_path / "other.ckpt", trained])
+    with pytest.raises(ValueError, match="at least two checkpoints"):
+        average_checkpoints([trained])
+    with pytest.raises(ValueError, match="would be overwritten"):
+        average(["--checkpoints", str(trained), str(trained), "--output", str(trained)])

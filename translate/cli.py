@@ -4,15 +4,18 @@
 - translate fit|validate|test|predict --config configs/<model>.yaml [--trainer.* ...] [--model.* ...]
 - translate generate --checkpoint checkpoints/transformer/last.ckpt [--input de.txt] [--output en.txt]
 - translate leaderboard [--quick] [--data.dataset ../shared/data/multi30k] [--trainer.* ...]
+- translate average --checkpoints A.ckpt B.ckpt [...] --output averaged.ckpt
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from pathlib import Path
 
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -21,7 +24,7 @@ from translate.data import TranslationDataModule
 from translate.files import AtomicCheckpointIO, atomic_write_bytes
 from translate.models import Seq2SeqModule
 from translate.report import Entry, best_checkpoint, build_report, check_writable, update_readme, write_report
-from translate.translator import Translator
+from translate.translator import Translator, average_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,20 @@ def generate(argv: list[str]) -> None:
         atomic_write_bytes(Path(args.output), text.encode("utf-8"))
     else:
         sys.stdout.write(text)
+
+
+def average(argv: list[str]) -> None:
+    """Write a checkpoint whose weights are the mean of several checkpoints of one model."""
+    parser = argparse.ArgumentParser(prog="translate average", description=average.__doc__)
+    parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoints of one training run")
+    parser.add_argument("--output", type=Path, required=True, help="the averaged checkpoint")
+    args = parser.parse_args(argv)
+    if args.output.resolve() in {Path(path).resolve() for path in args.checkpoints}:
+        raise ValueError(f"--output {args.output} is one of the checkpoints: it would be overwritten")
+    checkpoint = average_checkpoints(args.checkpoints)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write_bytes(args.output, buffer.getbuffer())
 
 
 CONFIGS = ("gru", "bahdanau", "transformer")  # the generations, in order
@@ -161,7 +178,7 @@ def leaderboard(argv: list[str]) -> None:
 
 
 def main() -> None:
-    commands = {"generate": generate, "leaderboard": leaderboard}
+    commands = {"average": average, "generate": generate, "leaderboard": leaderboard}
     if sys.argv[1:2] and sys.argv[1] in commands:
         commands[sys.argv[1]](sys.argv[2:])
     else:

@@ -50,6 +50,30 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+def average_checkpoints(paths: Sequence[str | Path]) -> dict:
+    """A checkpoint whose weights are the element-wise mean of those in `paths` (checkpoint averaging,
+    as fairseq's average_checkpoints.py); everything else (hyper-parameters, tokenizer, epoch, step,
+    training time) is the last one's. All must be checkpoints of one model: same class, hyper-parameters,
+    tokenizer and weight names."""
+    if len(paths) < 2:
+        raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
+    checkpoints = [read_checkpoint(path) for path in paths]
+    last = checkpoints[-1]
+    for path, checkpoint in zip(paths, checkpoints, strict=True):
+        for key in ("model_class", "hyper_parameters", "tokenizer"):
+            if checkpoint[key] != last[key]:
+                raise ValueError(f"checkpoint {path} differs from {paths[-1]} in its {key}: not one model")
+        if checkpoint["state_dict"].keys() != last["state_dict"].keys():
+            raise ValueError(f"checkpoint {path} differs from {paths[-1]} in its weight names: not one model")
+    weights = {}
+    for name, value in last["state_dict"].items():
+        if value.is_floating_point():
+            total = sum(checkpoint["state_dict"][name].double() for checkpoint in checkpoints)
+            value = (total / len(checkpoints)).to(value.dtype)
+        weights[name] = value
+    return {**last, "state_dict": weights, "averaged_from": [str(path) for path in paths]}
+
+
 def model_from(checkpoint: dict) -> Seq2SeqModule:
     """The model, with its tokenizer, of a checkpoint read by :func:`read_checkpoint`."""
     module, _, name = checkpoint["model_class"].rpartition(".")
