@@ -10,12 +10,10 @@
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import sys
 from pathlib import Path
 
-import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -103,10 +101,7 @@ def average(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.output.resolve() in {Path(path).resolve() for path in args.checkpoints}:
         raise ValueError(f"--output {args.output} is one of the checkpoints: it would be overwritten")
-    checkpoint = average_checkpoints(args.checkpoints)
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    atomic_write_bytes(args.output, buffer.getbuffer())
+    AtomicCheckpointIO().save_checkpoint(average_checkpoints(args.checkpoints), args.output)
 
 
 CONFIGS = ("gru", "bahdanau", "transformer")  # the generations, in order
