@@ -56,7 +56,8 @@ def main() -> None:
         best = max(run["epochs"], key=lambda row: row["val_bleu"])
         for row in run["epochs"]:
             bleu = f"**{row['val_bleu']}**" if row is best else row["val_bleu"]
-            table += f"| {name} | {row['epoch']} | {row['step']} | {row['lr']:.2e} | {bleu} | {row['val_loss']} |\n"
+            lr = "—" if row["lr"] is None else f"{row['lr']:.2e}"  # None: the run logged no learning rate
+            table += f"| {name} | {row['epoch']} | {row['step']} | {lr} | {bleu} | {row['val_loss']} |\n"
     bleu_axis.set(xlabel="epochs trained", ylabel="validation sacreBLEU (greedy)")
     loss_axis.set(xlabel="epochs trained", ylabel="validation loss (label-smoothed)")
     for axis in (bleu_axis, loss_axis):

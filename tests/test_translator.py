@@ -118,8 +118,9 @@ def test_average_is_the_mean_of_the_weights(trained, tmp_path, monkeypatch):
         expected = value + 0.5 if value.is_floating_point() else value
         torch.testing.assert_close(averaged["state_dict"][name], expected)
     assert averaged["global_step"] == shifted["global_step"]
-    assert average_checkpoints([trained, trained])["state_dict"].keys() == first["state_dict"].keys()
-    torch.save(average_checkpoints([trained, trained]), tmp_path / "same.ckpt")
+    same = average_checkpoints([trained, trained])
+    assert same["state_dict"].keys() == first["state_dict"].keys()
+    torch.save(same, tmp_path / "same.ckpt")
     assert Translator.from_checkpoint(tmp_path / "same.ckpt").translate(DE[:3]) == EN[:3]
 
 
