@@ -1,8 +1,9 @@
 """Training throughput of the three configs on Multi30k, fp32 against bf16-mixed.
 
     python benchmarks/train_throughput.py --dataset ../shared/data/multi30k
+    python benchmarks/train_throughput.py --precisions 32-true --max-tokens 4096 2048 --name train_batch_size
 
-Each (model, precision) runs in its own process (so peak RSS is its own): a Lightning Trainer takes
+Each (model, precision, batch size) runs in its own process (so peak RSS is its own): a Lightning Trainer takes
 `warmup` steps, then times `steps` more on the same shuffled training batches as `translate fit`.
 Reported: target tokens/s (non-pad), ms/step, padding fraction, peak RSS, and model FLOPs/s
 (counted by torch's FlopCounterMode on one forward+backward) as a fraction of the matmul peak
@@ -10,6 +11,7 @@ measured in the same run.
 """
 
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -66,9 +68,10 @@ def model_flops(module: L.LightningModule, batch) -> int:
     return counter.get_total_flops()
 
 
-def measure(config: str, dataset: str, precision: str, warmup: int, steps: int) -> dict:
-    """One (model, precision): run in a child process."""
-    parsed = cli(["--config", config, f"--data.dataset={dataset}"], run=False)
+def measure(config: str, dataset: str, precision: str, warmup: int, steps: int, max_tokens: int | None) -> dict:
+    """One (model, precision, batch size): run in a child process."""
+    batching = [f"--data.max_tokens={max_tokens}"] if max_tokens else []
+    parsed = cli(["--config", config, f"--data.dataset={dataset}", *batching], run=False)
     model, dm = parsed.model, parsed.datamodule
     timer = StepTimer(warmup)
     trainer = L.Trainer(
@@ -91,6 +94,8 @@ def measure(config: str, dataset: str, precision: str, warmup: int, steps: int) 
         "model": type(model).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
         "precision": precision,
+        "max_tokens": dm.max_tokens,
+        "steps_per_epoch": len(dm.train_dataloader()),
         "steps": len(timer.times),
         "ms_per_step": round(1000 * seconds / len(timer.times), 1),
         "target_tokens_per_s": round(sum(timer.tokens) / seconds, 1),
@@ -109,34 +114,39 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps in fp32")
     parser.add_argument("--bf16-steps", type=int, default=2, help="timed steps in bf16 (slow on CPUs without bf16)")
     parser.add_argument("--bf16-models", nargs="+", help="models to time in bf16 (default: all of --models)")
+    parser.add_argument("--max-tokens", type=int, nargs="+", help="batch sizes to time (default: each config's own)")
+    parser.add_argument("--name", default="train_throughput", help="results/<name>.json and .md")
     parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "WARMUP", "STEPS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-max-tokens", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         config, precision, warmup, steps = args.child
-        print(json.dumps(measure(config, args.dataset, precision, int(warmup), int(steps))))
+        print(json.dumps(measure(config, args.dataset, precision, int(warmup), int(steps), args.child_max_tokens)))
         return
 
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print({k: round(v, 1) for k, v in peaks.items()}, flush=True)
     rows = []
-    for name in args.models:
-        for precision in args.precisions:
-            if precision.startswith("bf16") and args.bf16_models and name not in args.bf16_models:
-                continue
-            steps = args.bf16_steps if precision.startswith("bf16") else args.steps
-            config = str(ROOT / "configs" / f"{name}.yaml")
-            child = [sys.executable, __file__, "--dataset", args.dataset, "--child", config, precision]
-            out = subprocess.run([*child, str(args.warmup), str(steps)], capture_output=True, text=True, check=True)
-            row = {"config": name, **json.loads(out.stdout.strip().splitlines()[-1])}
-            peak = peaks["bf16" if precision.startswith("bf16") else "fp32"]
-            achieved = row["flops_per_target_token"] * row["target_tokens_per_s"] / 1e9
-            row["model_gflops_per_s"] = round(achieved, 1)
-            row["fraction_of_matmul_peak"] = round(achieved / peak, 3)
-            print(row, flush=True)
-            rows.append(row)
+    for name, precision, max_tokens in itertools.product(args.models, args.precisions, args.max_tokens or [None]):
+        if precision.startswith("bf16") and args.bf16_models and name not in args.bf16_models:
+            continue
+        steps = args.bf16_steps if precision.startswith("bf16") else args.steps
+        config = str(ROOT / "configs" / f"{name}.yaml")
+        child = [sys.executable, __file__, "--dataset", args.dataset, "--child", config, precision]
+        child += [str(args.warmup), str(steps)] + (["--child-max-tokens", str(max_tokens)] if max_tokens else [])
+        out = subprocess.run(child, capture_output=True, text=True, check=True)
+        row = {"config": name, **json.loads(out.stdout.strip().splitlines()[-1])}
+        peak = peaks["bf16" if precision.startswith("bf16") else "fp32"]
+        achieved = row["flops_per_target_token"] * row["target_tokens_per_s"] / 1e9
+        row["model_gflops_per_s"] = round(achieved, 1)
+        row["fraction_of_matmul_peak"] = round(achieved / peak, 3)
+        print(row, flush=True)
+        rows.append(row)
     columns = [
         "config",
         "precision",
+        "max_tokens",
+        "steps_per_epoch",
         "steps",
         "ms_per_step",
         "target_tokens_per_s",
@@ -150,7 +160,7 @@ def main() -> None:
     table += "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     table += "\n".join("| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows)
     results = {"matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "rows": rows}
-    write_results("train_throughput", results, table)
+    write_results(args.name, results, table)
 
 
 if __name__ == "__main__":
