@@ -1,7 +1,7 @@
 """Training speed side by side with JoeyNMT 2.3.0 on the same machine: target tokens/s of the same
 Transformer size (d_model 256, 3+3 layers, 4 heads, ff 1024, joint SentencePiece 8000) and batch size: JoeyNMT's
-`batch_size: 4096` (tokens, counted its way) makes ~265 updates per Multi30k epoch, ours (`configs/transformer.yaml`,
-`max_tokens: 2048`, padded tokens) 252.
+`batch_size: 4096` (tokens, counted its way) makes ~265 updates per Multi30k epoch, ours (`configs/transformer.yaml`
+at `--max-tokens 2048`, padded tokens, whatever the config trains at) 252.
 
     ../shared/peers/joeynmt/setup.sh ../peer-joeynmt && ../shared/peers/joeynmt/run.sh ../peer-joeynmt [UPDATES]
     python benchmarks/joeynmt_compare.py --joeynmt ../peer-joeynmt
@@ -36,10 +36,11 @@ def peer_training(work: Path) -> dict:
     }
 
 
-def our_training(dataset: str, steps: int) -> dict:
-    """configs/transformer.yaml in fp32, timed by benchmarks/train_throughput.py in a child process."""
+def our_training(dataset: str, steps: int, max_tokens: int) -> dict:
+    """configs/transformer.yaml in fp32 at max_tokens, timed by benchmarks/train_throughput.py in a child process."""
     script, config = ROOT / "benchmarks" / "train_throughput.py", ROOT / "configs" / "transformer.yaml"
     child = [sys.executable, str(script), "--dataset", dataset, "--child", str(config), "32-true", "2", str(steps)]
+    child += ["--child-max-tokens", str(max_tokens)]
     out = subprocess.run(child, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
@@ -51,10 +52,11 @@ def main() -> None:
     parser.add_argument("--joeynmt", type=Path, default=Path("../peer-joeynmt"))
     parser.add_argument("--dataset", default="../shared/data/multi30k")
     parser.add_argument("--train-steps", type=int, default=20, help="timed training steps of ours")
+    parser.add_argument("--max-tokens", type=int, default=2048, help="our batch size: ~JoeyNMT's updates per epoch")
     args = parser.parse_args()
 
     peer = {"training": peer_training(args.joeynmt)}
-    ours = {"training": our_training(args.dataset, args.train_steps)}
+    ours = {"training": our_training(args.dataset, args.train_steps, args.max_tokens)}
     results = {
         "joeynmt": peer,
         "ours": ours,
