@@ -1,7 +1,7 @@
 """Training speed side by side with JoeyNMT 2.3.0 on the same machine: target tokens/s of the same
 Transformer size (d_model 256, 3+3 layers, 4 heads, ff 1024, joint SentencePiece 8000) and batch size: JoeyNMT's
-`batch_size: 4096` (tokens, counted its way) makes ~265 updates per Multi30k epoch, ours (`configs/transformer.yaml`
-at `--max-tokens 2048`, padded tokens, whatever the config trains at) 252.
+`batch_size: 4096` (tokens, counted its way) makes ~265 updates per Multi30k epoch; ours at `--max-tokens 2048`
+(padded tokens; the default, whichever batch size `configs/transformer.yaml` trains at) makes 252.
 
     ../shared/peers/joeynmt/setup.sh ../peer-joeynmt && ../shared/peers/joeynmt/run.sh ../peer-joeynmt [UPDATES]
     python benchmarks/joeynmt_compare.py --joeynmt ../peer-joeynmt
