@@ -11,6 +11,7 @@ import argparse
 import csv
 
 from common import RESULTS, write_results
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 
@@ -48,6 +49,8 @@ def main() -> None:
 
     figure = Figure(figsize=(10, 4))
     bleu_axis, loss_axis = figure.subplots(1, 2)
+    for axis in (bleu_axis, loss_axis):
+        axis.set_prop_cycle(color=colormaps["tab20"].colors)  # one colour per run, up to 20 runs
     table = "| run | epoch | step | lr | val BLEU (greedy) | val loss |\n|---|---:|---:|---:|---:|---:|\n"
     for name, run in runs.items():
         epochs = [row["epoch"] + 1 for row in run["epochs"]]
@@ -62,7 +65,7 @@ def main() -> None:
     loss_axis.set(xlabel="epochs trained", ylabel="validation loss (label-smoothed)")
     for axis in (bleu_axis, loss_axis):
         axis.grid(alpha=0.3)
-        axis.legend()
+    bleu_axis.legend(fontsize="small", ncols=2)  # the loss panel uses the same colours
     figure.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     figure.savefig(RESULTS / f"{args.name}.png", dpi=100)
