@@ -2,12 +2,14 @@
 
     python benchmarks/train_throughput.py --dataset ../shared/data/multi30k
     python benchmarks/train_throughput.py --precisions 32-true --max-tokens 4096 2048 --name train_batch_size
+    python benchmarks/train_throughput.py --models transformer --precisions 32-true --compile --name train_compile
 
 Each (model, precision, batch size) runs in its own process (so peak RSS is its own): a Lightning Trainer takes
 `warmup` steps, then times `steps` more on the same shuffled training batches as `translate fit`.
 Reported: target tokens/s (non-pad), ms/step, padding fraction, peak RSS, and model FLOPs/s
 (counted by torch's FlopCounterMode on one forward+backward) as a fraction of the matmul peak
-measured in the same run.
+measured in the same run. With `--compile`, each configuration is timed twice: eager, then with the
+model's forward compiled by `torch.compile(dynamic=True)` (compilation falls inside the warm-up steps).
 """
 
 import argparse
@@ -68,8 +70,10 @@ def model_flops(module: L.LightningModule, batch) -> int:
     return counter.get_total_flops()
 
 
-def measure(config: str, dataset: str, precision: str, warmup: int, steps: int, max_tokens: int | None) -> dict:
-    """One (model, precision, batch size): run in a child process."""
+def measure(
+    config: str, dataset: str, precision: str, warmup: int, steps: int, max_tokens: int | None, compiled: bool
+) -> dict:
+    """One (model, precision, batch size, compiled or not): run in a child process."""
     batching = [f"--data.max_tokens={max_tokens}"] if max_tokens else []
     parsed = cli(["--config", config, f"--data.dataset={dataset}", *batching], run=False)
     model, dm = parsed.model, parsed.datamodule
@@ -85,15 +89,19 @@ def measure(config: str, dataset: str, precision: str, warmup: int, steps: int, 
         enable_model_summary=False,
         callbacks=[timer],
     )
+    if compiled:
+        model.compile(dynamic=True)  # the model's forward (what `loss` calls), not Lightning's step hooks
     trainer.fit(model, dm)
     batch = next(iter(dm.train_dataloader()))
-    flops = model_flops(model.float().train(), batch)
+    with torch.compiler.set_stance("force_eager"):
+        flops = model_flops(model.float().train(), batch)
     tokens_per_step = int((batch.tgt_out != dm.pad_id).sum())
     seconds = sum(timer.times)
     return {
         "model": type(model).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
         "precision": precision,
+        "compiled": compiled,
         "max_tokens": dm.max_tokens,
         "steps_per_epoch": len(dm.train_dataloader()),
         "steps": len(timer.times),
@@ -115,25 +123,34 @@ def main() -> None:
     parser.add_argument("--bf16-steps", type=int, default=2, help="timed steps in bf16 (slow on CPUs without bf16)")
     parser.add_argument("--bf16-models", nargs="+", help="models to time in bf16 (default: all of --models)")
     parser.add_argument("--max-tokens", type=int, nargs="+", help="batch sizes to time (default: each config's own)")
+    parser.add_argument("--compile", action="store_true", help="also time each with torch.compile")
     parser.add_argument("--name", default="train_throughput", help="results/<name>.json and .md")
     parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "WARMUP", "STEPS"), help=argparse.SUPPRESS)
     parser.add_argument("--child-max-tokens", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         config, precision, warmup, steps = args.child
-        print(json.dumps(measure(config, args.dataset, precision, int(warmup), int(steps), args.child_max_tokens)))
+        row = measure(
+            config, args.dataset, precision, int(warmup), int(steps), args.child_max_tokens, args.child_compile
+        )
+        print(json.dumps(row))
         return
 
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print({k: round(v, 1) for k, v in peaks.items()}, flush=True)
     rows = []
-    for name, precision, max_tokens in itertools.product(args.models, args.precisions, args.max_tokens or [None]):
+    grid = itertools.product(
+        args.models, args.precisions, args.max_tokens or [None], [False, True] if args.compile else [False]
+    )
+    for name, precision, max_tokens, compiled in grid:
         if precision.startswith("bf16") and args.bf16_models and name not in args.bf16_models:
             continue
         steps = args.bf16_steps if precision.startswith("bf16") else args.steps
         config = str(ROOT / "configs" / f"{name}.yaml")
         child = [sys.executable, __file__, "--dataset", args.dataset, "--child", config, precision]
         child += [str(args.warmup), str(steps)] + (["--child-max-tokens", str(max_tokens)] if max_tokens else [])
+        child += ["--child-compile"] if compiled else []
         out = subprocess.run(child, capture_output=True, text=True, check=True)
         row = {"config": name, **json.loads(out.stdout.strip().splitlines()[-1])}
         peak = peaks["bf16" if precision.startswith("bf16") else "fp32"]
@@ -145,6 +162,7 @@ def main() -> None:
     columns = [
         "config",
         "precision",
+        "compiled",
         "max_tokens",
         "steps_per_epoch",
         "steps",
