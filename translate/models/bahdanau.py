@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from translate.models.base import Seq2SeqModule
+from translate.models.dropout import Dropout
 from translate.models.gru import GRUEncoder
 from translate.search import State
 from translate.tokenizer import PAD_ID
@@ -53,7 +54,7 @@ class BahdanauSeq2Seq(Seq2SeqModule):
         self.context_gates = nn.Linear(2 * hidden, 3 * hidden, bias=False)
         self.hidden_gates = nn.Linear(hidden, 3 * hidden)
         self.readout = nn.Linear(hidden + embed_dim + 2 * hidden, embed_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(embed_dim, vocab_size)
         if tie_embeddings:
             self.output.weight = self.tgt_embed.weight

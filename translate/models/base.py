@@ -28,6 +28,7 @@ from torch import Tensor
 from translate.data import Batch
 from translate.files import atomic_write_bytes
 from translate.machine import machine
+from translate.models.loss import label_smoothed_cross_entropy
 from translate.search import Hypothesis, State, beam_search, greedy_search
 from translate.tokenizer import PAD_ID, SharedTokenizer
 
@@ -118,14 +119,7 @@ class Seq2SeqModule(L.LightningModule):
         """Label-smoothed cross-entropy per target token, pad ignored; also the plain NLL for
         perplexity. Returns (loss, nll, number of target tokens)."""
         logits = self(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
-        log_probs = logits.float().log_softmax(-1)  # (B, T, V)
-        mask = batch.tgt_out != self.pad_id  # (B, T)
-        tokens = mask.sum()
-        nll = -log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # (B, T)
-        smooth = -log_probs.mean(-1)  # (B, T)
-        eps = self.hparams.label_smoothing
-        loss = ((1 - eps) * nll + eps * smooth).masked_select(mask).sum() / tokens
-        return loss, nll.masked_select(mask).sum() / tokens, tokens
+        return label_smoothed_cross_entropy(logits, batch.tgt_out, self.pad_id, self.hparams.label_smoothing)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss, nll, _tokens = self.loss(batch)

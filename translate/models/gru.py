@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from translate.models.base import Seq2SeqModule
+from translate.models.dropout import Dropout
 from translate.search import State
 from translate.tokenizer import PAD_ID
 
@@ -25,7 +26,7 @@ class GRUEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = nn.GRU(
             embed_dim,
             hidden,
@@ -79,7 +80,7 @@ class GRUSeq2Seq(Seq2SeqModule):
             embed_dim + hidden, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
         )
         self.readout = nn.Linear(hidden + embed_dim + hidden, embed_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(embed_dim, vocab_size)
         if tie_embeddings:
             self.output.weight = self.tgt_embed.weight

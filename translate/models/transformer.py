@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from translate.models.base import Seq2SeqModule
+from translate.models.dropout import Dropout
 from translate.search import State
 from translate.tokenizer import PAD_ID
 
@@ -73,7 +74,7 @@ class Attention(nn.Module):
 
 class FeedForward(nn.Sequential):
     def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
-        super().__init__(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        super().__init__(nn.Linear(dim, ff_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ff_dim, dim))
 
 
 class EncoderLayer(nn.Module):
@@ -82,7 +83,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attention = Attention(dim, heads, dropout)
         self.ff = FeedForward(dim, ff_dim, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.norm1(x)
@@ -97,7 +98,7 @@ class DecoderLayer(nn.Module):
         self.self_attention = Attention(dim, heads, dropout)
         self.cross_attention = Attention(dim, heads, dropout)
         self.ff = FeedForward(dim, ff_dim, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self, x: Tensor, cache: dict[str, Tensor], mask: Tensor, incremental: bool, need_weights: bool = False
@@ -145,7 +146,7 @@ class TransformerSeq2Seq(Seq2SeqModule):
         self.src_embed = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         self.tgt_embed = self.src_embed if tie_embeddings else nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         self.register_buffer("positions", sinusoids(max_positions, d_model), persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, ff_dim, dropout) for _ in range(encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(d_model, heads, ff_dim, dropout) for _ in range(decoder_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
