@@ -3,6 +3,7 @@
     python benchmarks/train_throughput.py --dataset ../shared/data/multi30k
     python benchmarks/train_throughput.py --precisions 32-true --max-tokens 4096 2048 --name train_batch_size
     python benchmarks/train_throughput.py --models transformer --precisions 32-true --compile --name train_compile
+    python benchmarks/train_throughput.py --precisions 32-true --revision 9481ff0 --repeats 3 --name train_revision
 
 Each (model, precision, batch size) runs in its own process (so peak RSS is its own): a Lightning Trainer takes
 `warmup` steps, then times `steps` more on the same shuffled training batches as `translate fit`.
@@ -10,14 +11,20 @@ Reported: target tokens/s (non-pad), ms/step, padding fraction, peak RSS, and mo
 (counted by torch's FlopCounterMode on one forward+backward) as a fraction of the matmul peak
 measured in the same run. With `--compile`, each configuration is timed twice: eager, then with the
 model's forward compiled by `torch.compile(dynamic=True)` (compilation falls inside the warm-up steps).
+With `--revision REV`, each configuration is also timed with the package and configs as they were at git
+revision REV (`git archive` into a temporary folder, first on the child's PYTHONPATH), alternating with the
+working tree `repeats` times, and the ratio of the medians is reported.
 """
 
 import argparse
 import itertools
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +33,7 @@ import torch
 from common import write_results
 from torch.utils.flop_counter import FlopCounterMode
 
+import translate
 from translate.cli import cli
 
 ROOT = Path(__file__).parent.parent
@@ -110,7 +118,23 @@ def measure(
         "padding_fraction": round(sum(timer.padding) / len(timer.padding), 4),
         "flops_per_target_token": round(flops / tokens_per_step),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "package": str(Path(translate.__file__).parent.parent),
     }
+
+
+def revision_ratios(rows: list[dict], revision: str) -> list[dict]:
+    """Per configuration, the median target tokens/s at `revision` and in the working tree, and their ratio."""
+    setting = ("config", "precision", "max_tokens", "compiled")
+    speeds: dict[tuple, dict[str, list[float]]] = {}
+    for row in rows:
+        by_code = speeds.setdefault(tuple(row[k] for k in setting), {revision: [], "working tree": []})
+        by_code[row["code"]].append(row["target_tokens_per_s"])
+    ratios = []
+    for key, by_code in speeds.items():
+        before, after = (round(statistics.median(by_code[code]), 1) for code in (revision, "working tree"))
+        ratio = round(after / before, 3)
+        ratios.append({**dict(zip(setting, key, strict=True)), revision: before, "working tree": after, "ratio": ratio})
+    return ratios
 
 
 def main() -> None:
@@ -124,6 +148,8 @@ def main() -> None:
     parser.add_argument("--bf16-models", nargs="+", help="models to time in bf16 (default: all of --models)")
     parser.add_argument("--max-tokens", type=int, nargs="+", help="batch sizes to time (default: each config's own)")
     parser.add_argument("--compile", action="store_true", help="also time each with torch.compile")
+    parser.add_argument("--revision", help="also time the package at this git revision, alternately")
+    parser.add_argument("--repeats", type=int, default=1, help="times each configuration is timed")
     parser.add_argument("--name", default="train_throughput", help="results/<name>.json and .md")
     parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "WARMUP", "STEPS"), help=argparse.SUPPRESS)
     parser.add_argument("--child-max-tokens", type=int, help=argparse.SUPPRESS)
@@ -139,20 +165,36 @@ def main() -> None:
 
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print({k: round(v, 1) for k, v in peaks.items()}, flush=True)
+    trees = {"working tree": ROOT}
+    if args.revision:
+        temporary = tempfile.TemporaryDirectory(prefix="translate-")  # removed when the script ends
+        folder = Path(temporary.name)
+        archive = subprocess.run(["git", "archive", args.revision], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+        trees[args.revision] = folder
     rows = []
     grid = itertools.product(
-        args.models, args.precisions, args.max_tokens or [None], [False, True] if args.compile else [False]
+        args.models,
+        args.precisions,
+        args.max_tokens or [None],
+        [False, True] if args.compile else [False],
+        range(args.repeats),
+        trees.items(),
     )
-    for name, precision, max_tokens, compiled in grid:
+    for name, precision, max_tokens, compiled, _, (code, tree) in grid:
         if precision.startswith("bf16") and args.bf16_models and name not in args.bf16_models:
             continue
         steps = args.bf16_steps if precision.startswith("bf16") else args.steps
-        config = str(ROOT / "configs" / f"{name}.yaml")
+        config = str(tree / "configs" / f"{name}.yaml")
         child = [sys.executable, __file__, "--dataset", args.dataset, "--child", config, precision]
         child += [str(args.warmup), str(steps)] + (["--child-max-tokens", str(max_tokens)] if max_tokens else [])
         child += ["--child-compile"] if compiled else []
-        out = subprocess.run(child, capture_output=True, text=True, check=True)
-        row = {"config": name, **json.loads(out.stdout.strip().splitlines()[-1])}
+        path = [str(tree), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+        out = subprocess.run(child, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+        row = {"config": name, "code": code, **json.loads(out.stdout.strip().splitlines()[-1])}
+        if Path(row.pop("package")).resolve() != tree.resolve():
+            raise RuntimeError(f"the child imported translate from outside {tree}")
         peak = peaks["bf16" if precision.startswith("bf16") else "fp32"]
         achieved = row["flops_per_target_token"] * row["target_tokens_per_s"] / 1e9
         row["model_gflops_per_s"] = round(achieved, 1)
@@ -161,6 +203,7 @@ def main() -> None:
         rows.append(row)
     columns = [
         "config",
+        "code",
         "precision",
         "compiled",
         "max_tokens",
@@ -178,6 +221,12 @@ def main() -> None:
     table += "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     table += "\n".join("| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows)
     results = {"matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "rows": rows}
+    if args.revision:
+        results["ratios"] = revision_ratios(rows, args.revision)
+        table += f"\n\nMedian target tokens/s of the working tree against revision {args.revision}:\n\n"
+        table += f"| config | precision | max_tokens | compiled | {args.revision} | working tree | ratio |\n"
+        table += "|---|---|---|---|---:|---:|---:|\n"
+        table += "\n".join("| " + " | ".join(str(v) for v in r.values()) + " |" for r in results["ratios"])
     write_results(args.name, results, table)
 
 

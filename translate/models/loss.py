@@ -6,7 +6,9 @@ size for the gather, adds the two branches and runs log-softmax's backward: four
 
     d loss / d logits = softmax(logits) - (1 - eps) * one_hot(target) - eps / V,
 
-which is what :class:`LabelSmoothedCrossEntropy` computes, in place, on the saved log-probabilities.
+which is what :class:`LabelSmoothedCrossEntropy` computes into one tensor from the saved log-probabilities:
+1.5 times faster forward and backward than `F.cross_entropy(..., label_smoothing=eps)`
+(benchmarks/results/train_levers.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,95 @@
+"""The two CPU levers of `translate.models.dropout` and `translate.models.loss`, each against torch's own.
+
+    python benchmarks/train_levers.py
+
+Forward plus backward on the shapes of a Transformer training step at `max_tokens` 2048 (about 2,048
+target positions): dropout on the feed-forward (tokens, 1024) and residual (tokens, 256) activations,
+and the label-smoothed cross-entropy over (tokens, 8000) logits. Each time is the median of `repeats`.
+What the two give a whole training step: `train_throughput.py --revision` (before against after).
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from common import write_results
+
+from translate.models.dropout import dropout
+from translate.models.loss import label_smoothed_cross_entropy
+from translate.tokenizer import PAD_ID
+
+
+def median_ms(run: Callable[[], None], repeats: int) -> float:
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def dropout_pass(drop: Callable, shape: tuple[int, ...], p: float) -> Callable[[], None]:
+    x = torch.randn(shape, requires_grad=True)
+    return lambda: drop(x, p, True).sum().backward()
+
+
+def loss_pass(loss: Callable, tokens: int, vocab: int, eps: float) -> Callable[[], None]:
+    logits = torch.randn(tokens, vocab, requires_grad=True)
+    target = torch.randint(1, vocab, (tokens,))
+    target[-tokens // 20 :] = PAD_ID  # ~4 % padding, as in the batches
+    return lambda: loss(logits, target, eps).backward()
+
+
+def torch_loss(logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    return F.cross_entropy(logits, target, ignore_index=PAD_ID, label_smoothing=eps)
+
+
+def our_loss(logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    return label_smoothed_cross_entropy(logits.unsqueeze(0), target.unsqueeze(0), PAD_ID, eps)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=2048)
+    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--name", default="train_levers", help="results/<name>.json and .md")
+    args = parser.parse_args()
+    cases = {
+        "dropout 0.1, (tokens, 1024)": (
+            dropout_pass(F.dropout, (args.tokens, 1024), 0.1),
+            dropout_pass(dropout, (args.tokens, 1024), 0.1),
+        ),
+        "dropout 0.1, (tokens, 256)": (
+            dropout_pass(F.dropout, (args.tokens, 256), 0.1),
+            dropout_pass(dropout, (args.tokens, 256), 0.1),
+        ),
+        "label-smoothed cross-entropy 0.1, (tokens, vocab)": (
+            loss_pass(torch_loss, args.tokens, args.vocab, 0.1),
+            loss_pass(our_loss, args.tokens, args.vocab, 0.1),
+        ),
+    }
+    rows = []
+    for case, (theirs, ours) in cases.items():
+        torch_ms, our_ms = median_ms(theirs, args.repeats), median_ms(ours, args.repeats)
+        rows.append(
+            {
+                "case": case,
+                "torch_ms": round(torch_ms, 2),
+                "ours_ms": round(our_ms, 2),
+                "speedup": round(torch_ms / our_ms, 2),
+            }
+        )
+        print(rows[-1], flush=True)
+    table = f"Forward + backward, tokens = {args.tokens}, vocab = {args.vocab}, median of {args.repeats}, fp32.\n\n"
+    table += "| case | torch (ms) | translate (ms) | speedup |\n|---|---:|---:|---:|\n"
+    table += "\n".join(f"| {r['case']} | {r['torch_ms']} | {r['ours_ms']} | {r['speedup']}x |" for r in rows)
+    write_results(args.name, {"tokens": args.tokens, "vocab": args.vocab, "repeats": args.repeats, "rows": rows}, table)
+
+
+if __name__ == "__main__":
+    main()
