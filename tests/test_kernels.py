@@ -1,4 +1,4 @@
-"""The CPU speed levers every model trains with: the cheap dropout mask and the one-pass loss gradient."""
+"""The CPU speed levers every model trains with: the cheap dropout mask and the closed-form loss gradient."""
 
 import pytest
 import torch

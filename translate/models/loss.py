@@ -1,4 +1,4 @@
-"""Label-smoothed cross-entropy with its gradient written in one pass over the logits.
+"""Label-smoothed cross-entropy with its closed-form gradient.
 
 Autograd's version of the same loss (log-softmax, gather, mean) fills a zero tensor of the logits'
 size for the gather, adds the two branches and runs log-softmax's backward: four passes over a
