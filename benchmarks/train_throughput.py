@@ -3,7 +3,8 @@
     python benchmarks/train_throughput.py --dataset ../shared/data/multi30k
     python benchmarks/train_throughput.py --precisions 32-true --max-tokens 4096 2048 --name train_batch_size
     python benchmarks/train_throughput.py --models transformer --precisions 32-true --compile --name train_compile
-    python benchmarks/train_throughput.py --precisions 32-true --revision 9481ff0 --repeats 3 --name train_revision
+    python benchmarks/train_throughput.py --models transformer --precisions 32-true --max-tokens 1024 2048 \
+        --warmup 5 --steps 20 --revision 9481ff0 --repeats 2 --name train_revision
 
 Each (model, precision, batch size) runs in its own process (so peak RSS is its own): a Lightning Trainer takes
 `warmup` steps, then times `steps` more on the same shuffled training batches as `translate fit`.
