@@ -154,3 +154,8 @@ def test_linear_schedule_refuses_an_open_ended_run(tiny_dm):
     trainer = L.Trainer(max_epochs=-1, max_time="00:00:00:05", logger=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match="linear.*max_epochs"):
         trainer.fit(model, tiny_dm)
+
+
+def test_optimizer_is_torchs_fused_adamw_on_cpu():
+    optimizer = tiny_model("transformer", 50).configure_optimizers()["optimizer"]
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"]

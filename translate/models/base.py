@@ -47,7 +47,8 @@ class Seq2SeqModule(L.LightningModule):
     Args:
         vocab_size / pad_id: of the joint tokenizer (linked from the datamodule by the CLI).
         label_smoothing: of the token-level cross-entropy.
-        lr / betas / weight_decay: AdamW.
+        lr / betas / weight_decay: AdamW (torch's fused kernel on CPU and CUDA: one pass over all
+            parameters instead of a loop of small ops per tensor).
         scheduler: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then 1/sqrt(step)),
             ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step,
             for a fixed budget of epochs), ``plateau`` (halve the rate when val/bleu stops rising for
@@ -226,7 +227,13 @@ class Seq2SeqModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.parameters(),
+            lr=hp.lr,
+            betas=tuple(hp.betas),
+            weight_decay=hp.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),
+        )
         if hp.scheduler == "constant":
             return {"optimizer": optimizer}
         if hp.scheduler == "plateau":
