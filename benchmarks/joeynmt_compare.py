@@ -1,7 +1,8 @@
 """Training speed side by side with JoeyNMT 2.3.0 on the same machine: target tokens/s of the same
-Transformer size (d_model 256, 3+3 layers, 4 heads, ff 1024, joint SentencePiece 8000) and batch size: JoeyNMT's
-`batch_size: 4096` (tokens, counted its way) makes ~265 updates per Multi30k epoch; ours at `--max-tokens 2048`
-(padded tokens; the default, whichever batch size `configs/transformer.yaml` trains at) makes 252.
+Transformer size (d_model 256, 3+3 layers, 4 heads, ff 1024, joint SentencePiece 8000) and update size: JoeyNMT's
+`batch_size: 4096` (tokens, counted its way) makes ~265 updates per Multi30k epoch; ours, by default, 2 batches of
+1,024 padded tokens accumulated into each update (`--max-tokens 1024 --accumulate 2`, the batch size
+`configs/transformer.yaml` trains at), 245 updates. `--max-tokens 2048 --accumulate 1` makes 252 updates of one batch.
 
     ../shared/peers/joeynmt/setup.sh ../peer-joeynmt && ../shared/peers/joeynmt/run.sh ../peer-joeynmt [UPDATES]
     python benchmarks/joeynmt_compare.py --joeynmt ../peer-joeynmt
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from common import write_results
 
 ROOT = Path(__file__).parent.parent
@@ -28,7 +30,9 @@ def peer_training(work: Path) -> dict:
     speeds = [float(s) for s in re.findall(r"Tokens per Sec:\s*([\d.]+)", train)]
     steps = [int(s) for s in re.findall(r"Step:\s*(\d+)", train)]
     params = re.search(r"Total params:\s*([\d,]+)", train)
+    config = yaml.safe_load((work / "transformer.yaml").read_text())
     return {
+        "batch_size": config["training"]["batch_size"],
         "parameters": int(params.group(1).replace(",", "")) if params else None,
         "updates_logged": max(steps),
         "target_tokens_per_s_per_log_line": speeds,
@@ -36,11 +40,12 @@ def peer_training(work: Path) -> dict:
     }
 
 
-def our_training(dataset: str, steps: int, max_tokens: int) -> dict:
-    """configs/transformer.yaml in fp32 at max_tokens, timed by benchmarks/train_throughput.py in a child process."""
+def our_training(dataset: str, steps: int, max_tokens: int, accumulate: int) -> dict:
+    """configs/transformer.yaml in fp32, `accumulate` batches of `max_tokens` per update, timed by
+    benchmarks/train_throughput.py in a child process."""
     script, config = ROOT / "benchmarks" / "train_throughput.py", ROOT / "configs" / "transformer.yaml"
     child = [sys.executable, str(script), "--dataset", dataset, "--child", str(config), "32-true", "2", str(steps)]
-    child += ["--child-max-tokens", str(max_tokens)]
+    child += ["--child-max-tokens", str(max_tokens), "--child-accumulate", str(accumulate)]
     out = subprocess.run(child, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
@@ -51,12 +56,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--joeynmt", type=Path, default=Path("../peer-joeynmt"))
     parser.add_argument("--dataset", default="../shared/data/multi30k")
-    parser.add_argument("--train-steps", type=int, default=20, help="timed training steps of ours")
-    parser.add_argument("--max-tokens", type=int, default=2048, help="our batch size: ~JoeyNMT's updates per epoch")
+    parser.add_argument("--train-steps", type=int, default=20, help="timed updates of ours")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="our batch size (configs/transformer.yaml's)")
+    parser.add_argument("--accumulate", type=int, default=2, help="batches per update: ~JoeyNMT's updates per epoch")
     args = parser.parse_args()
 
     peer = {"training": peer_training(args.joeynmt)}
-    ours = {"training": our_training(args.dataset, args.train_steps, args.max_tokens)}
+    ours = {"training": our_training(args.dataset, args.train_steps, args.max_tokens, args.accumulate)}
     results = {
         "joeynmt": peer,
         "ours": ours,
@@ -65,8 +71,11 @@ def main() -> None:
     table = "| | JoeyNMT 2.3.0 | translate |\n|---|---|---|\n"
     table += f"| parameters | {peer['training']['parameters']} | {ours['training']['parameters']} |\n"
     table += (
+        f"| update | `batch_size: {peer['training']['batch_size']}` tokens (its count) "
+        f"| {ours['training']['accumulate']} x {ours['training']['max_tokens']} padded tokens, "
+        f"{ours['training']['steps_per_epoch']} updates per epoch |\n"
         f"| training target tokens/s, fp32 (median of JoeyNMT's log lines; ours over "
-        f"{ours['training']['steps']} steps) | {peer['training']['target_tokens_per_s']:.0f} "
+        f"{ours['training']['steps']} updates) | {peer['training']['target_tokens_per_s']:.0f} "
         f"| {ours['training']['target_tokens_per_s']:.0f} (**{results['train_speedup']}x**) |\n"
     )
     print(json.dumps(results, indent=2))

@@ -1,11 +1,13 @@
-"""The two CPU levers of `translate.models.dropout` and `translate.models.loss`, each against torch's own.
+"""The CPU levers of the training step, each against torch's default: `translate.models.dropout`,
+`translate.models.loss` and the fused AdamW step `Seq2SeqModule.configure_optimizers` asks for.
 
     python benchmarks/train_levers.py
 
 Forward plus backward on the shapes of a Transformer training step at `max_tokens` 2048 (about 2,048
 target positions): dropout on the feed-forward (tokens, 1024) and residual (tokens, 256) activations,
-and the label-smoothed cross-entropy over (tokens, 8000) logits. Each time is the median of `repeats`.
-What the two give a whole training step: `train_throughput.py --revision` (before against after).
+the label-smoothed cross-entropy over (tokens, 8000) logits, and one AdamW step over the parameters of
+configs/transformer.yaml's model (7.6 M). Each time is the median of `repeats`.
+What they give a whole training step: `train_throughput.py --revision` (before against after).
 """
 
 import argparse
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from common import write_results
 
+from translate.models import TransformerSeq2Seq
 from translate.models.dropout import dropout
 from translate.models.loss import label_smoothed_cross_entropy
 from translate.tokenizer import PAD_ID
@@ -52,6 +55,13 @@ def our_loss(logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Te
     return label_smoothed_cross_entropy(logits.unsqueeze(0), target.unsqueeze(0), PAD_ID, eps)[0]
 
 
+def adamw_step(fused: bool, vocab: int) -> Callable[[], None]:
+    parameters = list(TransformerSeq2Seq(vocab).parameters())
+    for p in parameters:
+        p.grad = torch.randn_like(p)
+    return torch.optim.AdamW(parameters, lr=1e-4, betas=(0.9, 0.98), fused=fused).step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=2048)
@@ -72,6 +82,7 @@ def main() -> None:
             loss_pass(torch_loss, args.tokens, args.vocab, 0.1),
             loss_pass(our_loss, args.tokens, args.vocab, 0.1),
         ),
+        "AdamW step, Transformer's parameters": (adamw_step(False, args.vocab), adamw_step(True, args.vocab)),
     }
     rows = []
     for case, (theirs, ours) in cases.items():
@@ -85,7 +96,8 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
-    table = f"Forward + backward, tokens = {args.tokens}, vocab = {args.vocab}, median of {args.repeats}, fp32.\n\n"
+    table = f"Forward + backward (AdamW: one step), tokens = {args.tokens}, vocab = {args.vocab}, "
+    table += f"median of {args.repeats}, fp32.\n\n"
     table += "| case | torch (ms) | translate (ms) | speedup |\n|---|---:|---:|---:|\n"
     table += "\n".join(f"| {r['case']} | {r['torch_ms']} | {r['ours_ms']} | {r['speedup']}x |" for r in rows)
     write_results(args.name, {"tokens": args.tokens, "vocab": args.vocab, "repeats": args.repeats, "rows": rows}, table)

@@ -54,16 +54,16 @@ def matmul_peak(dtype: torch.dtype, shape: tuple[int, int, int] = (4096, 256, 10
 
 
 class StepTimer(L.Callback):
-    """Wall time and target tokens of every training step after the first `warmup`."""
+    """Wall time and target tokens of every training batch after the first `skip`."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.times, self.tokens, self.padding = warmup, [], [], []
+    def __init__(self, skip: int) -> None:
+        self.skip, self.times, self.tokens, self.padding = skip, [], [], []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step > self.warmup:
+        if batch_idx >= self.skip:
             self.times.append(time.perf_counter() - self.start)
             real = int(batch.src_lengths.sum()) + int((batch.tgt_out != module.pad_id).sum())
             self.tokens.append(int((batch.tgt_out != module.pad_id).sum()))
@@ -80,17 +80,26 @@ def model_flops(module: L.LightningModule, batch) -> int:
 
 
 def measure(
-    config: str, dataset: str, precision: str, warmup: int, steps: int, max_tokens: int | None, compiled: bool
+    config: str,
+    dataset: str,
+    precision: str,
+    warmup: int,
+    steps: int,
+    max_tokens: int | None,
+    compiled: bool,
+    accumulate: int = 1,
 ) -> dict:
-    """One (model, precision, batch size, compiled or not): run in a child process."""
+    """One (model, precision, batch size, compiled or not): run in a child process. `warmup` and `steps`
+    count updates; with `accumulate`, each update is that many batches of `max_tokens`."""
     batching = [f"--data.max_tokens={max_tokens}"] if max_tokens else []
     parsed = cli(["--config", config, f"--data.dataset={dataset}", *batching], run=False)
     model, dm = parsed.model, parsed.datamodule
-    timer = StepTimer(warmup)
+    timer = StepTimer(warmup * accumulate)
     trainer = L.Trainer(
         max_steps=warmup + steps,
         precision=precision,
         gradient_clip_val=1.0,
+        accumulate_grad_batches=accumulate,
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,
@@ -105,16 +114,17 @@ def measure(
     with torch.compiler.set_stance("force_eager"):
         flops = model_flops(model.float().train(), batch)
     tokens_per_step = int((batch.tgt_out != dm.pad_id).sum())
-    seconds = sum(timer.times)
+    seconds, updates = sum(timer.times), len(timer.times) // accumulate
     return {
         "model": type(model).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
         "precision": precision,
         "compiled": compiled,
         "max_tokens": dm.max_tokens,
-        "steps_per_epoch": len(dm.train_dataloader()),
-        "steps": len(timer.times),
-        "ms_per_step": round(1000 * seconds / len(timer.times), 1),
+        "accumulate": accumulate,
+        "steps_per_epoch": len(dm.train_dataloader()) // accumulate,
+        "steps": updates,
+        "ms_per_step": round(1000 * seconds / updates, 1),
         "target_tokens_per_s": round(sum(timer.tokens) / seconds, 1),
         "padding_fraction": round(sum(timer.padding) / len(timer.padding), 4),
         "flops_per_target_token": round(flops / tokens_per_step),
@@ -155,11 +165,19 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "WARMUP", "STEPS"), help=argparse.SUPPRESS)
     parser.add_argument("--child-max-tokens", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-accumulate", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         config, precision, warmup, steps = args.child
         row = measure(
-            config, args.dataset, precision, int(warmup), int(steps), args.child_max_tokens, args.child_compile
+            config,
+            args.dataset,
+            precision,
+            int(warmup),
+            int(steps),
+            args.child_max_tokens,
+            args.child_compile,
+            args.child_accumulate,
         )
         print(json.dumps(row))
         return
