@@ -54,7 +54,7 @@ STEP_SHAPES = [
 ]
 
 
-def matmul_peak(dtype: torch.dtype, shapes: list[tuple[int, int, int]] = STEP_SHAPES, repeats: int = 3) -> float:
+def matmul_peak(dtype: torch.dtype, shapes: list[tuple[int, int, int]] = STEP_SHAPES, repeats: int = 10) -> float:
     """Best GFLOP/s of (m, k) @ (k, n) matmuls in `dtype` over `shapes`, each timed `repeats` times."""
     best = 0.0
     for m, k, n in shapes:
@@ -249,7 +249,7 @@ def main() -> None:
         "model_gflops_per_s",
         "fraction_of_matmul_peak",
     ]
-    table = f"Matmul peak, best of 3 over the shapes {STEP_SHAPES}: fp32 {peaks['fp32']:.1f} GFLOP/s; "
+    table = f"Matmul peak, best of 10 over the shapes {STEP_SHAPES}: fp32 {peaks['fp32']:.1f} GFLOP/s; "
     table += f"bf16 (slow here: once, {STEP_SHAPES[0]}) {peaks['bf16']:.1f} GFLOP/s.\n\n"
     table += "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     table += "\n".join("| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows)
