@@ -8,7 +8,9 @@ Transformer size (d_model 256, 3+3 layers, 4 heads, ff 1024, joint SentencePiece
     python benchmarks/joeynmt_compare.py --joeynmt ../peer-joeynmt
 
 Run it right after run.sh: JoeyNMT's numbers come from its own training log (its "Tokens per Sec" lines
-count target tokens, as ours do), ours are measured here. Decoding speed: joeynmt_decode.py.
+count target tokens, as ours do), ours are measured here: the median of `--repeats` runs in fresh processes
+(on a VM they differ by several percent; all are recorded), with our model FLOP/s against the best fp32
+matmul of the step's shapes (train_throughput.matmul_peak). Decoding speed: joeynmt_decode.py.
 """
 
 import argparse
