@@ -38,7 +38,7 @@ class MatmulRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(
         self, func: torch._ops.OpOverload, types: tuple, args: tuple = (), kwargs: dict | None = None
-    ):
+    ) -> object:
         if func in MATMUL_OPS:
             copies = [a.detach().clone(memory_format=torch.preserve_format) if torch.is_tensor(a) else a for a in args]
             self.calls.append((func, copies, kwargs or {}))
@@ -80,7 +80,7 @@ def main() -> None:
     batches = iter(dm.train_dataloader())
 
     def update(batch: Batch | None = None) -> int:
-        batch = batch or next(batches)
+        batch = next(batches) if batch is None else batch
         loss, _, tokens = model.loss(batch)
         optimizer.zero_grad()
         loss.backward()
