@@ -1,4 +1,4 @@
-"""What every benchmark records beside its numbers: machine, date, command, versions."""
+"""What every benchmark records beside its numbers (machine, date, command, versions), and a bare training update."""
 
 import datetime
 import json
@@ -6,7 +6,13 @@ import shlex
 import sys
 from pathlib import Path
 
+import torch
+from torch import nn
+
+from translate.data import Batch
 from translate.machine import machine
+from translate.models import Seq2SeqModule
+from translate.models.loss import label_smoothed_cross_entropy
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -24,3 +30,18 @@ def write_results(name: str, results: dict, markdown: str) -> Path:
     header = f"Command: `{stamp['command']}`  \nDate: {stamp['date']}  \nMachine: {json.dumps(stamp['machine'])}\n\n"
     (RESULTS / f"{name}.md").write_text(header + markdown + "\n")
     return RESULTS / f"{name}.json"
+
+
+def update(
+    model: Seq2SeqModule, optimizer: torch.optim.Optimizer, batch: Batch, clip: float, forward: nn.Module | None = None
+) -> int:
+    """One training update as the Trainer makes it, without its hooks: the model's loss, backward, gradient
+    clipping at `clip`, the optimizer's step. `forward` (a DistributedDataParallel wrapper) replaces the
+    model's own call. Returns the batch's target tokens."""
+    logits = (forward or model)(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+    loss, _, tokens = label_smoothed_cross_entropy(logits, batch.tgt_out, model.pad_id, model.hparams.label_smoothing)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return int(tokens)

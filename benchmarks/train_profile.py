@@ -18,12 +18,11 @@ import argparse
 import time
 
 import torch
-from common import write_results
+from common import update, write_results
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from translate.cli import cli
-from translate.data import Batch
 
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm"}
 MATMUL_OPS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
@@ -79,19 +78,12 @@ def main() -> None:
     optimizer = model.configure_optimizers()["optimizer"]
     batches = iter(dm.train_dataloader())
 
-    def update(batch: Batch | None = None) -> int:
-        batch = next(batches) if batch is None else batch
-        loss, _, tokens = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        return int(tokens)
+    clip = parsed.trainer.gradient_clip_val
 
     for _ in range(args.warmup):
-        update()
+        update(model, optimizer, next(batches), clip)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        tokens = sum(update() for _ in range(args.steps))
+        tokens = sum(update(model, optimizer, next(batches), clip) for _ in range(args.steps))
     events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMULS)
@@ -108,10 +100,10 @@ def main() -> None:
     for _ in range(args.steps):  # each update timed, then its multiplications: drift hits both alike
         batch = next(batches)
         start = time.perf_counter()
-        ceiling_tokens += update(batch)
+        ceiling_tokens += update(model, optimizer, batch, clip)
         seconds += time.perf_counter() - start
         with MatmulRecorder() as recorder:
-            update(batch)
+            update(model, optimizer, batch, clip)
         matmul_seconds += replay_seconds(recorder.calls)
         flops += sum(matmul_flops(func, args) for func, args, _ in recorder.calls)
     results = {

@@ -28,12 +28,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from common import write_results
+from common import update, write_results
 from torch.nn.parallel import DistributedDataParallel
 
 from translate.cli import cli
-from translate.data import Batch
-from translate.models.loss import label_smoothed_cross_entropy
 
 SETTINGS = {
     "1 process x 2 threads (default)": (1, 2, {}),
@@ -60,23 +58,14 @@ def child(dataset: str, timed: int, warmup: int) -> None:
     batches = [next(loader) for _ in range(2 * warmup + timed)]
     warm, mine = batches[: 2 * warmup][rank::world][:warmup], batches[2 * warmup :][rank::world]
     forward = DistributedDataParallel(model) if os.environ.get("EXCHANGE") == "ddp" else model
-    smoothing = model.hparams.label_smoothing
-
-    def update(batch: Batch) -> int:
-        logits = forward(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
-        loss, _, tokens = label_smoothed_cross_entropy(logits, batch.tgt_out, model.pad_id, smoothing)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        return int(tokens)
+    clip = parsed.trainer.gradient_clip_val
 
     for batch in warm:
-        update(batch)
+        update(model, optimizer, batch, clip, forward)
     if world > 1:
         dist.barrier()
     start = time.perf_counter()
-    tokens = sum(update(batch) for batch in mine)
+    tokens = sum(update(model, optimizer, batch, clip, forward) for batch in mine)
     if world > 1:
         dist.barrier()
     seconds = time.perf_counter() - start
