@@ -12,7 +12,6 @@ from torch import nn
 from translate.data import Batch
 from translate.machine import machine
 from translate.models import Seq2SeqModule
-from translate.models.loss import label_smoothed_cross_entropy
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -36,10 +35,9 @@ def update(
     model: Seq2SeqModule, optimizer: torch.optim.Optimizer, batch: Batch, clip: float, forward: nn.Module | None = None
 ) -> int:
     """One training update as the Trainer makes it, without its hooks: the model's loss, backward, gradient
-    clipping at `clip`, the optimizer's step. `forward` (a DistributedDataParallel wrapper) replaces the
-    model's own call. Returns the batch's target tokens."""
-    logits = (forward or model)(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
-    loss, _, tokens = label_smoothed_cross_entropy(logits, batch.tgt_out, model.pad_id, model.hparams.label_smoothing)
+    clipping at `clip`, the optimizer's step. `forward` (a DistributedDataParallel wrapper, called on the batch)
+    replaces the model's own loss. Returns the batch's target tokens."""
+    loss, _, tokens = (forward or model.loss)(batch)
     optimizer.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

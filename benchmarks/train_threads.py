@@ -32,6 +32,7 @@ from common import update, write_results
 from torch.nn.parallel import DistributedDataParallel
 
 from translate.cli import cli
+from translate.data import Batch
 
 SETTINGS = {
     "1 process x 2 threads (default)": (1, 2, {}),
@@ -41,6 +42,17 @@ SETTINGS = {
     "2 processes x 1 thread, DistributedDataParallel (gloo)": (2, 1, {"EXCHANGE": "ddp"}),
     "2 processes x 1 thread, no gradient exchange (upper bound)": (2, 1, {"EXCHANGE": "none"}),
 }
+
+
+class Loss(torch.nn.Module):
+    """The model's loss as a module's forward, which DistributedDataParallel wraps."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        return self.model.loss(batch)
 
 
 def child(dataset: str, timed: int, warmup: int) -> None:
@@ -57,7 +69,7 @@ def child(dataset: str, timed: int, warmup: int) -> None:
     loader = iter(dm.train_dataloader())  # seeded: the same batches in every setting
     batches = [next(loader) for _ in range(2 * warmup + timed)]
     warm, mine = batches[: 2 * warmup][rank::world][:warmup], batches[2 * warmup :][rank::world]
-    forward = DistributedDataParallel(model) if os.environ.get("EXCHANGE") == "ddp" else model
+    forward = DistributedDataParallel(Loss(model)) if os.environ.get("EXCHANGE") == "ddp" else None
     clip = parsed.trainer.gradient_clip_val
 
     for batch in warm:

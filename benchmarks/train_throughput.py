@@ -12,8 +12,9 @@ Reported: target tokens/s (non-pad), ms/step, padding fraction, peak RSS, and mo
 (counted by torch's FlopCounterMode on one forward+backward) as a fraction of the matmul peak
 measured in the same run: the best fp32 GFLOP/s over the feed-forward and output layers' matmul shapes
 (forward and both gradients; bf16 on one shape: it is two orders of magnitude slower on CPUs without bf16).
-With `--compile`, each configuration is timed twice: eager, then with the
-model's forward compiled by `torch.compile(dynamic=True)` (compilation falls inside the warm-up steps).
+With `--compile`, each configuration is timed twice: eager, then with the model's `features` (all of it
+but the fused output layer and loss) compiled by `torch.compile(dynamic=True)` (compilation falls inside
+the warm-up steps).
 With `--revision REV`, each configuration is also timed with the package and configs as they were at git
 revision REV (`git archive` into a temporary folder, first on the child's PYTHONPATH), alternating with the
 working tree `repeats` times, and the ratio of the medians is reported.
@@ -122,7 +123,7 @@ def measure(
         callbacks=[timer],
     )
     if compiled:
-        model.compile(dynamic=True)  # the model's forward (what `loss` calls), not Lightning's step hooks
+        model.features = torch.compile(model.features, dynamic=True)  # what `loss` calls, not Lightning's hooks
     trainer.fit(model, dm)
     batch = next(iter(dm.train_dataloader()))
     with torch.compiler.set_stance("force_eager"):

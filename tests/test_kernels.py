@@ -1,11 +1,11 @@
-"""The CPU speed levers every model trains with: the cheap dropout mask and the closed-form loss gradient."""
+"""The CPU speed levers every model trains with: the cheap dropout mask and the fused output layer and loss."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from translate.models.dropout import Dropout, dropout, keep_mask
-from translate.models.loss import label_smoothed_cross_entropy
+from translate.models.loss import output_cross_entropy
 from translate.tokenizer import PAD_ID
 
 
@@ -47,31 +47,57 @@ def test_dropout_gradient_is_the_mask_and_eval_is_identity():
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_loss_and_gradient_match_torch_cross_entropy(eps):
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fused_output_loss_and_gradients_match_linear_and_torch_cross_entropy(eps, with_bias):
     torch.manual_seed(0)
-    logits = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)
+    features = torch.randn(3, 5, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(11, 6, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(11, dtype=torch.float64, requires_grad=True) if with_bias else None
+    inputs = (features, weight) + ((bias,) if with_bias else ())
     target = torch.randint(1, 11, (3, 5))
     target[0, 3:] = PAD_ID
     target[2, 1:] = PAD_ID
-    loss, nll, tokens = label_smoothed_cross_entropy(logits, target, PAD_ID, eps)
-    (grad,) = torch.autograd.grad(loss, logits)
-    flat_logits, flat_target = logits.flatten(0, 1), target.flatten()
-    expected_loss = F.cross_entropy(flat_logits, flat_target, ignore_index=PAD_ID, label_smoothing=eps)
-    expected_nll = F.cross_entropy(flat_logits, flat_target, ignore_index=PAD_ID)
-    (expected_grad,) = torch.autograd.grad(expected_loss, logits)
+    loss, nll, tokens = output_cross_entropy(features, weight, bias, target, PAD_ID, eps)
+    grads = torch.autograd.grad(3 * loss, inputs)  # an outer factor reaches every gradient
+    logits, flat_target = F.linear(features, weight, bias).flatten(0, 1), target.flatten()
+    expected_loss = F.cross_entropy(logits, flat_target, ignore_index=PAD_ID, label_smoothing=eps)
+    expected_nll = F.cross_entropy(logits, flat_target, ignore_index=PAD_ID)
+    expected_grads = torch.autograd.grad(3 * expected_loss, inputs)
     assert tokens == 9
     torch.testing.assert_close(loss, expected_loss)
     torch.testing.assert_close(nll, expected_nll)
-    torch.testing.assert_close(grad, expected_grad)
-    assert torch.all(grad[2, 1:] == 0)  # pad positions get no gradient
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected)
+    assert torch.all(grads[0][2, 1:] == 0)  # pad positions get no gradient
     assert torch.autograd.gradcheck(
-        lambda z: label_smoothed_cross_entropy(z, target, PAD_ID, eps)[0], (logits.detach().requires_grad_(),)
+        lambda *x: output_cross_entropy(x[0], x[1], x[2] if with_bias else None, target, PAD_ID, eps)[0],
+        tuple(x.detach().requires_grad_() for x in inputs),
     )
 
 
-def test_loss_gradient_keeps_a_low_precision_dtype():
-    logits = torch.randn(2, 3, 7, dtype=torch.bfloat16, requires_grad=True)
-    loss, _, _ = label_smoothed_cross_entropy(logits, torch.tensor([[1, 2, 0], [3, 0, 0]]), PAD_ID, 0.1)
+def test_fused_output_loss_without_grad_mode_and_with_only_pad():
+    features, weight = torch.randn(2, 3, 4, requires_grad=True), torch.randn(7, 4, requires_grad=True)
+    target = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    with torch.no_grad():
+        loss, nll, tokens = output_cross_entropy(features, weight, None, target, PAD_ID, 0.1)
+    assert not loss.requires_grad and tokens == 3 and nll.item() > 0
+    with_grad, _, _ = output_cross_entropy(features, weight, None, target, PAD_ID, 0.1)
+    torch.testing.assert_close(loss, with_grad.detach())
+    empty, nll, tokens = output_cross_entropy(features, weight, None, torch.zeros_like(target), PAD_ID, 0.1)
+    empty.backward()
+    assert tokens == 0 and empty.item() == 0 and nll.item() == 0
+    assert torch.all(features.grad == 0) and torch.all(weight.grad == 0)
+
+
+def test_fused_output_loss_under_bf16_autocast_keeps_the_parameter_dtypes():
+    features = torch.randn(2, 3, 8, requires_grad=True)
+    weight, bias = torch.randn(7, 8, requires_grad=True), torch.randn(7, requires_grad=True)
+    target = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _, _ = output_cross_entropy(features, weight, bias, target, PAD_ID, 0.1)
+    exact, _, _ = output_cross_entropy(features, weight, bias, target, PAD_ID, 0.1)
     assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, exact, atol=0.05, rtol=0.02)
+    assert loss != exact  # the products ran in bf16
     loss.backward()
-    assert logits.grad.dtype == torch.bfloat16
+    assert features.grad.dtype == weight.grad.dtype == bias.grad.dtype == torch.float32

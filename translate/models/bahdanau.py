@@ -86,14 +86,14 @@ class BahdanauSeq2Seq(Seq2SeqModule):
         new = torch.tanh(n_in + reset * n_h)
         return (1 - update) * new + update * hidden, context, weights
 
-    def _logits(self, hidden: Tensor, embedded: Tensor, context: Tensor) -> Tensor:
-        features = torch.tanh(self.readout(torch.cat([hidden, embedded, context], -1)))  # (..., E)
-        return self.output(self.dropout(features))  # (..., V)
+    def _features(self, hidden: Tensor, embedded: Tensor, context: Tensor) -> Tensor:
+        """Output-layer input (..., E) from decoder state, target embedding and context."""
+        return self.dropout(torch.tanh(self.readout(torch.cat([hidden, embedded, context], -1))))  # (..., E)
 
-    def forward(
+    def features(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Teacher-forced logits (B, T, V); with `need_weights`, also the attention (B, T, S)."""
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced output-layer input (B, T, E); with `need_weights`, also the attention (B, T, S)."""
         state = self.encode(src, src_lengths)
         embedded = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
         gates = self.embed_gates(embedded)  # (B, T, 3H): all steps at once
@@ -104,11 +104,12 @@ class BahdanauSeq2Seq(Seq2SeqModule):
             hiddens.append(hidden)
             contexts.append(context)
             weights.append(attention)
-        logits = self._logits(torch.stack(hiddens, 1), embedded, torch.stack(contexts, 1))  # (B, T, V)
-        return (logits, torch.stack(weights, 1)) if need_weights else logits
+        features = self._features(torch.stack(hiddens, 1), embedded, torch.stack(contexts, 1))  # (B, T, E)
+        return features, torch.stack(weights, 1) if need_weights else None
 
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         embedded = self.tgt_embed(prev.squeeze(1))  # (B, E)
         hidden, context, attention = self.step(self.embed_gates(embedded), state)
         state = {**state, "hidden": hidden, "attention": attention}
-        return self._logits(hidden, embedded, context).float().log_softmax(-1), state
+        logits = self.output(self._features(hidden, embedded, context))  # (B, V)
+        return logits.float().log_softmax(-1), state

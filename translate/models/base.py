@@ -2,10 +2,11 @@
 
 A subclass builds its layers and implements
 
-    forward(src, src_lengths, tgt_in) -> logits (B, T, V)          teacher-forced training
-    encode / decode_step / reorder                                  the decoding interface (search.py)
+    features(src, src_lengths, tgt_in) -> (B, T, E), weights    teacher-forced input of `self.output`
+    encode / decode_step / reorder                                the decoding interface (search.py)
 
-and nothing else.
+and nothing else; `output` is its output layer (an `nn.Linear` E -> V), which the loss fuses with the
+cross-entropy.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch import Tensor
 from translate.data import Batch
 from translate.files import atomic_write_bytes
 from translate.machine import machine
-from translate.models.loss import label_smoothed_cross_entropy
+from translate.models.loss import output_cross_entropy
 from translate.search import Hypothesis, State, beam_search, greedy_search
 from translate.tokenizer import PAD_ID, SharedTokenizer
 
@@ -89,9 +90,22 @@ class Seq2SeqModule(L.LightningModule):
 
     # -- what a subclass provides ------------------------------------------------------------------
 
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher-forced logits (B, T, V)."""
+    output: torch.nn.Linear
+
+    def features(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced input of the output layer (B, T, E); with `need_weights`, also the attention
+        over the source (B, T, S), None for a model without attention."""
         raise NotImplementedError
+
+    def forward(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits (B, T, V); with `need_weights`, also the attention of :meth:`features`."""
+        features, weights = self.features(src, src_lengths, tgt_in, need_weights)
+        logits = self.output(features)  # (B, T, V)
+        return (logits, weights) if need_weights else logits
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         raise NotImplementedError
@@ -118,9 +132,11 @@ class Seq2SeqModule(L.LightningModule):
 
     def loss(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """Label-smoothed cross-entropy per target token, pad ignored; also the plain NLL for
-        perplexity. Returns (loss, nll, number of target tokens)."""
-        logits = self(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
-        return label_smoothed_cross_entropy(logits, batch.tgt_out, self.pad_id, self.hparams.label_smoothing)
+        perplexity. Returns (loss, nll, number of target tokens). The output layer runs inside the loss,
+        on the non-pad positions only (models/loss.py)."""
+        features, _ = self.features(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, E)
+        output, eps = self.output, self.hparams.label_smoothing
+        return output_cross_entropy(features, output.weight, output.bias, batch.tgt_out, self.pad_id, eps)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss, nll, _tokens = self.loss(batch)

@@ -92,20 +92,21 @@ class GRUSeq2Seq(Seq2SeqModule):
         return {"context": context, "hidden": hidden}
 
     def _decode(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
-        """Logits (B, T, V) for target inputs `prev` (B, T) from `state`, and the state after them."""
+        """Output-layer input (B, T, E) for target inputs `prev` (B, T) from `state`, and the state after them."""
         context = state["context"]  # (B, H)
         embedded = self.dropout(self.tgt_embed(prev))  # (B, T, E)
         context_t = context.unsqueeze(1).expand(-1, prev.size(1), -1)  # (B, T, H)
         hidden = state["hidden"].transpose(0, 1).contiguous()  # (layers, B, H)
         outputs, hidden = self.decoder(torch.cat([embedded, context_t], -1), hidden)  # (B, T, H)
         features = torch.tanh(self.readout(torch.cat([outputs, embedded, context_t], -1)))  # (B, T, E)
-        logits = self.output(self.dropout(features))  # (B, T, V)
-        return logits, {"context": context, "hidden": hidden.transpose(0, 1)}
+        return self.dropout(features), {"context": context, "hidden": hidden.transpose(0, 1)}
 
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
-        logits, _ = self._decode(tgt_in, self.encode(src, src_lengths))
-        return logits
+    def features(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, None]:
+        """Teacher-forced output-layer input (B, T, E); no attention weights: there is no attention."""
+        return self._decode(tgt_in, self.encode(src, src_lengths))[0], None
 
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
-        logits, state = self._decode(prev, state)  # (B, 1, V)
-        return logits.squeeze(1).float().log_softmax(-1), state
+        features, state = self._decode(prev, state)  # (B, 1, E)
+        return self.output(features.squeeze(1)).float().log_softmax(-1), state

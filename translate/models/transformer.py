@@ -184,25 +184,26 @@ class TransformerSeq2Seq(Seq2SeqModule):
     def _decode(
         self, tgt: Tensor, state: State, incremental: bool, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
+        """Output-layer input (B, T, D) and, with `need_weights`, the last layer's cross-attention
+        averaged over heads (B, T, S)."""
         start = state["layers"][0]["self_k"].size(2) if incremental else 0
         x = self.embed(self.tgt_embed, tgt, start)  # (B, T, D)
         weights = None
         for i, (layer, cache) in enumerate(zip(self.decoder, state["layers"], strict=True)):
             last = i == len(self.decoder) - 1
             x, weights = layer(x, cache, state["mask"], incremental, need_weights=need_weights and last)
-        return self.output(self.decoder_norm(x)), weights  # (B, T, V)
+        return self.decoder_norm(x), weights  # (B, T, D)
 
-    def forward(
+    def features(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Teacher-forced logits (B, T, V); with `need_weights`, also the last layer's
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced output-layer input (B, T, D); with `need_weights`, also the last layer's
         cross-attention averaged over heads (B, T, S)."""
-        logits, weights = self._decode(tgt_in, self.encode(src, src_lengths), False, need_weights)
-        return (logits, weights) if need_weights else logits
+        return self._decode(tgt_in, self.encode(src, src_lengths), False, need_weights)
 
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         state = {**state, "layers": [dict(cache) for cache in state["layers"]]}
-        logits, weights = self._decode(prev, state, incremental=True, need_weights=self.keep_attention)
+        features, weights = self._decode(prev, state, incremental=True, need_weights=self.keep_attention)
         if weights is not None:
             state["attention"] = weights.squeeze(1)  # (B, S)
-        return logits.squeeze(1).float().log_softmax(-1), state
+        return self.output(features.squeeze(1)).float().log_softmax(-1), state
