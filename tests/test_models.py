@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import CONFIGS, TINY, cli_args, run_cli, tiny_model, train_tiny
+from translate.data import Batch
 from translate.models import GRUSeq2Seq
 from translate.tokenizer import BOS_ID, PAD_ID
 
@@ -43,6 +44,30 @@ def test_padding_does_not_change_real_logits(name):
         )
     assert padded.shape == (3, 9, 50)
     torch.testing.assert_close(padded[:, :6], logits, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_loss_is_the_cross_entropy_of_the_forward_logits(name):
+    """The loss runs the output layer itself (fused, pad positions skipped): the same loss and gradients as
+    label-smoothed cross-entropy on the logits of `forward`."""
+    model = tiny_model(name, 50, label_smoothing=0.1).eval()  # no dropout: both passes see the same features
+    src, lengths, tgt_in = random_batch(50)
+    tgt_out = torch.cat([tgt_in[:, 1:], torch.full((3, 1), PAD_ID)], 1)
+    tgt_out[2, 2:] = PAD_ID
+    batch = Batch(src=src, src_lengths=lengths, tgt_in=tgt_in, tgt_out=tgt_out, index=torch.arange(3))
+    loss, nll, tokens = model.loss(batch)
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    logits = model(src, lengths, tgt_in).flatten(0, 1)  # (B*T, V)
+    expected = torch.nn.functional.cross_entropy(logits, tgt_out.flatten(), ignore_index=PAD_ID, label_smoothing=0.1)
+    expected_grads = torch.autograd.grad(expected, list(model.parameters()), allow_unused=True)
+    assert tokens == 12
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(nll, torch.nn.functional.cross_entropy(logits, tgt_out.flatten(), ignore_index=PAD_ID))
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        if expected_grad is None:
+            assert grad is None or torch.all(grad == 0)
+        else:
+            torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", list(TINY))
