@@ -184,3 +184,21 @@ def test_linear_schedule_refuses_an_open_ended_run(tiny_dm):
 def test_optimizer_is_torchs_fused_adamw_on_cpu():
     optimizer = tiny_model("transformer", 50).configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"]
+
+
+def test_bf16_mixed_training_clips_gradients(tiny_dm):
+    """The configs clip gradients; Lightning allows that under mixed precision only for an optimizer that does not
+    unscale gradients itself, so there AdamW is not the fused one."""
+    model = tiny_model("transformer", tiny_dm.vocab_size)
+    trainer = L.Trainer(
+        max_steps=2,
+        precision="bf16-mixed",
+        gradient_clip_val=1.0,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(model, tiny_dm)
+    assert trainer.global_step == 2 and not trainer.optimizers[0].defaults["fused"]
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])

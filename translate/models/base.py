@@ -49,7 +49,8 @@ class Seq2SeqModule(L.LightningModule):
         vocab_size / pad_id: of the joint tokenizer (linked from the datamodule by the CLI).
         label_smoothing: of the token-level cross-entropy.
         lr / betas / weight_decay: AdamW (torch's fused kernel on CPU and CUDA: one pass over all
-            parameters instead of a loop of small ops per tensor).
+            parameters instead of a loop of small ops per tensor; its foreach version under mixed
+            precision, where Lightning clips gradients only for optimizers that do not unscale them).
         scheduler: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then 1/sqrt(step)),
             ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step,
             for a fixed budget of epochs), ``plateau`` (halve the rate when val/bleu stops rising for
@@ -243,12 +244,14 @@ class Seq2SeqModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
+        # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (it would unscale them)
+        mixed = self._trainer is not None and str(self._trainer.precision).endswith("-mixed")
         optimizer = torch.optim.AdamW(
             self.parameters(),
             lr=hp.lr,
             betas=tuple(hp.betas),
             weight_decay=hp.weight_decay,
-            fused=self.device.type in ("cpu", "cuda"),
+            fused=self.device.type in ("cpu", "cuda") and not mixed,
         )
         if hp.scheduler == "constant":
             return {"optimizer": optimizer}
