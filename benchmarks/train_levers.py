@@ -5,8 +5,8 @@
 
 Forward plus backward on the shapes of a Transformer training step at `max_tokens` 2048 (about 2,048
 target positions): dropout on the feed-forward (tokens, 1024) and residual (tokens, 256) activations,
-the output layer (256 -> 8000, no bias) with the label-smoothed cross-entropy, and one AdamW step over the parameters of
-configs/transformer.yaml's model (7.6 M). Each time is the median of `repeats`.
+the output layer (256 -> 8000, no bias) with the label-smoothed cross-entropy, and one AdamW step over
+the parameters of configs/transformer.yaml's model (7.6 M). Each time is the median of `repeats`.
 What they give a whole training step: `train_throughput.py --revision` (before against after).
 """
 
