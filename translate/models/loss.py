@@ -70,14 +70,14 @@ class OutputCrossEntropy(torch.autograd.Function):
                 return loss, nll
 
             grad = exps.div_(total * tokens).sub_(eps / (vocab * tokens))  # (N, V): softmax - eps/V, per token
-            grad = grad.to(dtype)
             hit = (1 - eps) / tokens  # the one-hot part, added sparsely
+            grad_b = None
+            if bias is not None:  # summed before the products' dtype can round it
+                grad_b = grad.sum(0).index_add_(0, target, torch.full_like(target, -hit, dtype=acc))  # (V,)
+                grad_b = grad_b.to(bias.dtype)
+            grad = grad.to(dtype)
             grad_h = (grad @ w).to(acc) - hit * w[target]  # (N, E)
             grad_w = (grad.T @ h).to(acc).index_add_(0, target, h.to(acc), alpha=-hit)  # (V, E)
-            grad_b = None
-            if bias is not None:
-                grad_b = grad.sum(0).to(acc).index_add_(0, target, torch.full_like(target, -hit, dtype=acc))  # (V,)
-                grad_b = grad_b.to(bias.dtype)
         ctx.save_for_backward(grad_h.to(features.dtype), grad_w.to(weight.dtype), grad_b)
         return loss, nll
 
