@@ -5,10 +5,11 @@ Transformer size (d_model 256, 3+3 layers, 4 heads, ff 1024, joint SentencePiece
 `configs/transformer.yaml` trains at), 245 updates. `--max-tokens 2048 --accumulate 1` makes 252 updates of one batch.
 
     ../shared/peers/joeynmt/setup.sh ../peer-joeynmt && ../shared/peers/joeynmt/run.sh ../peer-joeynmt [UPDATES]
-    python benchmarks/joeynmt_compare.py --joeynmt ../peer-joeynmt
+    python benchmarks/joeynmt_compare.py --joeynmt ../peer-joeynmt [--epoch]
 
 Run it right after run.sh: JoeyNMT's numbers come from its own training log (its "Tokens per Sec" lines
-count target tokens, as ours do), ours are measured here: the median of `--repeats` runs in fresh processes
+count target tokens over the wall time between two log lines, as ours count them over the wall time of the
+timed updates, data loading included), ours are measured here: the median of `--repeats` runs in fresh processes
 (on a VM they differ by several percent; all are recorded), with our model FLOP/s against the best fp32
 matmul of the step's shapes (train_throughput.matmul_peak). Decoding speed: joeynmt_decode.py.
 """
@@ -34,6 +35,7 @@ def peer_training(work: Path) -> dict:
     speeds = [float(s) for s in re.findall(r"Tokens per Sec:\s*([\d.]+)", train)]
     steps = [int(s) for s in re.findall(r"Step:\s*(\d+)", train)]
     params = re.search(r"Total params:\s*([\d,]+)", train)
+    epoch = re.search(r"Epoch\s+1, total training loss.*num\. of tokens:\s*(\d+),\s*([\d.]+)\[sec\]", train)
     config = yaml.safe_load((work / "transformer.yaml").read_text())
     return {
         "batch_size": config["training"]["batch_size"],
@@ -41,6 +43,8 @@ def peer_training(work: Path) -> dict:
         "updates_logged": max(steps),
         "target_tokens_per_s_per_log_line": speeds,
         "target_tokens_per_s": statistics.median(speeds[1:] or speeds),  # the first line includes start-up
+        # its first epoch whole, when the run got that far: target tokens over seconds, both as it logs them
+        "first_epoch": {"target_tokens": int(epoch.group(1)), "seconds": float(epoch.group(2))} if epoch else None,
     }
 
 
@@ -60,13 +64,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--joeynmt", type=Path, default=Path("../peer-joeynmt"))
     parser.add_argument("--dataset", default="../shared/data/multi30k")
-    parser.add_argument("--train-steps", type=int, default=20, help="timed updates of ours")
+    parser.add_argument("--train-steps", type=int, default=50, help="timed updates of ours")
     parser.add_argument("--max-tokens", type=int, default=1024, help="our batch size (configs/transformer.yaml's)")
     parser.add_argument("--accumulate", type=int, default=2, help="batches per update: ~JoeyNMT's updates per epoch")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours (processes): the median counts")
+    parser.add_argument("--epoch", action="store_true", help="also time the rest of one epoch of ours after 2 updates")
     args = parser.parse_args()
 
     peer = {"training": peer_training(args.joeynmt)}
+    peer_epoch = peer["training"]["first_epoch"]
+    if args.epoch and not peer_epoch:
+        raise SystemExit(f"--epoch: {args.joeynmt / 'train.log'} has no whole first epoch (run JoeyNMT 300 updates)")
     runs = [our_training(args.dataset, args.train_steps, args.max_tokens, args.accumulate) for _ in range(args.repeats)]
     speeds = [run["target_tokens_per_s"] for run in runs]
     median = sorted(runs, key=lambda run: run["target_tokens_per_s"])[len(runs) // 2]
@@ -80,6 +88,10 @@ def main() -> None:
         "fp32_matmul_peak_gflops": round(peak, 1),
         "our_model_gflops_per_s": round(achieved, 1),
     }
+    if args.epoch:
+        ours["epoch"] = our_training(args.dataset, 10**6, args.max_tokens, args.accumulate)  # the epoch ends it
+        peer_epoch["target_tokens_per_s"] = round(peer_epoch["target_tokens"] / peer_epoch["seconds"], 1)
+        results["epoch_speedup"] = round(ours["epoch"]["target_tokens_per_s"] / peer_epoch["target_tokens_per_s"], 2)
     table = "| | JoeyNMT 2.3.0 | translate |\n|---|---|---|\n"
     table += f"| parameters | {peer['training']['parameters']} | {ours['training']['parameters']} |\n"
     table += (
@@ -94,6 +106,14 @@ def main() -> None:
         "measured after it | | "
         f"{achieved:.1f} of {peak:.1f} GFLOP/s ({achieved / peak:.0%}) |\n"
     )
+    if "epoch_speedup" in results:
+        table += (
+            f"| one epoch, target tokens/s (JoeyNMT's first, {peer_epoch['target_tokens']} tokens in "
+            f"{peer_epoch['seconds']:.0f} s as it logs them; ours: updates 3 to {ours['epoch']['steps'] + 2} of "
+            f"its first, after the runs above) "
+            f"| {peer_epoch['target_tokens_per_s']:.0f} "
+            f"| {ours['epoch']['target_tokens_per_s']:.0f} (**{results['epoch_speedup']}x**) |\n"
+        )
     print(json.dumps(results, indent=2))
     write_results("joeynmt_compare", results, table)
 

@@ -7,7 +7,8 @@
         --warmup 5 --steps 20 --revision 9481ff0 --repeats 2 --name train_revision
 
 Each (model, precision, batch size) runs in its own process (so peak RSS is its own): a Lightning Trainer takes
-`warmup` steps, then times `steps` more on the same shuffled training batches as `translate fit`.
+`warmup` steps (at least one), then times `steps` more on the same shuffled training batches as `translate fit`,
+each batch from the end of the one before it (data loading and the Trainer's work between batches included).
 Reported: target tokens/s (non-pad), ms/step, padding fraction, peak RSS, and model FLOPs/s
 (counted by torch's FlopCounterMode on one forward+backward) as a fraction of the matmul peak
 measured in the same run: the best fp32 GFLOP/s over the feed-forward and output layers' matmul shapes
@@ -69,20 +70,23 @@ def matmul_peak(dtype: torch.dtype, shapes: list[tuple[int, int, int]] = STEP_SH
 
 
 class StepTimer(L.Callback):
-    """Wall time and target tokens of every training batch after the first `skip`."""
+    """Wall time and target tokens of every training batch after the first `skip`. A batch's time runs from the
+    end of the batch before it, so data loading and the Trainer's work between batches count, as in the
+    intervals of JoeyNMT's log."""
 
     def __init__(self, skip: int) -> None:
+        if skip < 1:
+            raise ValueError("at least one warm-up step: a batch is timed from the end of the one before it")
         self.skip, self.times, self.tokens, self.padding = skip, [], [], []
 
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        self.start = time.perf_counter()
-
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
         if batch_idx >= self.skip:
-            self.times.append(time.perf_counter() - self.start)
+            self.times.append(now - self.last)
             real = int(batch.src_lengths.sum()) + int((batch.tgt_out != module.pad_id).sum())
             self.tokens.append(int((batch.tgt_out != module.pad_id).sum()))
             self.padding.append(1 - real / (batch.src.numel() + batch.tgt_out.numel()))
+        self.last = time.perf_counter()
 
 
 def model_flops(module: L.LightningModule, batch) -> int:
@@ -105,13 +109,15 @@ def measure(
     accumulate: int = 1,
 ) -> dict:
     """One (model, precision, batch size, compiled or not): run in a child process. `warmup` and `steps`
-    count updates; with `accumulate`, each update is that many batches of `max_tokens`."""
+    count updates, within one epoch (it ends the run); with `accumulate`, each update is that many batches of
+    `max_tokens`."""
     batching = [f"--data.max_tokens={max_tokens}"] if max_tokens else []
     parsed = cli(["--config", config, f"--data.dataset={dataset}", *batching], run=False)
     model, dm = parsed.model, parsed.datamodule
     timer = StepTimer(warmup * accumulate)
     trainer = L.Trainer(
         max_steps=warmup + steps,
+        max_epochs=1,
         precision=precision,
         gradient_clip_val=1.0,
         accumulate_grad_batches=accumulate,
