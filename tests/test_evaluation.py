@@ -60,3 +60,18 @@ def test_bleu_by_length_covers_every_sentence():
     rows = bleu_by_length(refs, good, refs, edges, n_bootstrap=100)
     assert sum(r["sentences"] for r in rows) == 300
     assert rows[-1]["max_words"] == max(len(r.split()) for r in refs)
+
+
+def test_without_resampling_the_mean_is_the_score_and_there_is_no_interval():
+    refs, good, _ = corpus(n=20)
+    score = corpus_score(good, refs, n_bootstrap=1)
+    assert score.bleu_mean == score.bleu > 0 and score.bleu_ci == 0.0
+
+
+@pytest.mark.parametrize("lengths", [[7], [4, 4, 4]])
+def test_sources_of_one_length_make_one_bucket(lengths):
+    edges = length_bucket_edges(lengths)
+    assert edges == [0]
+    sources = [" ".join(["w"] * n) for n in lengths]
+    rows = bleu_by_length(sources, ["a dog"] * len(lengths), ["a dog"] * len(lengths), edges, n_bootstrap=1)
+    assert len(rows) == 1 and rows[0]["sentences"] == len(lengths) and rows[0]["max_words"] == lengths[0]

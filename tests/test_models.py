@@ -181,6 +181,13 @@ def test_linear_schedule_refuses_an_open_ended_run(tiny_dm):
         trainer.fit(model, tiny_dm)
 
 
+def test_linear_schedule_refuses_a_warm_up_as_long_as_the_run(tiny_dm):
+    model = tiny_model("gru", tiny_dm.vocab_size, scheduler="linear", warmup_steps=1000)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="warms up over 1000 steps but the run has only"):
+        trainer.fit(model, tiny_dm)
+
+
 def test_optimizer_is_torchs_fused_adamw_on_cpu():
     optimizer = tiny_model("transformer", 50).configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"]

@@ -101,8 +101,20 @@ def test_output_length_limit():
             assert len(hyps[0].tokens) <= 1  # 2 tokens at most, eos included
 
 
+@pytest.mark.parametrize("cls", [BahdanauSeq2Seq, TransformerSeq2Seq])
+def test_attention_is_recorded_only_when_asked(cls):
+    m = model(cls)
+    src, lengths = sources()
+    with torch.inference_mode():
+        assert all(h.attention is None for h in greedy_search(m, src, lengths))
+        assert all(hyps[0].attention is None for hyps in beam_search(m, src, lengths, beam_size=3))
+        m.keep_attention = True
+        assert all(h.attention is not None for h in greedy_search(m, src, lengths))
+
+
 def test_attention_follows_the_beam():
     m = model(BahdanauSeq2Seq)
+    m.keep_attention = True
     src, lengths = sources()
     with torch.inference_mode():
         results = beam_search(m, src, lengths, beam_size=4)
@@ -116,3 +128,22 @@ def test_n_best_larger_than_beam_is_refused():
     m = model(GRUSeq2Seq)
     with pytest.raises(ValueError, match="n_best"):
         beam_search(m, *sources(), beam_size=2, n_best=3)
+
+
+def test_transformer_output_stops_within_its_positions():
+    """A model that would never emit eos decodes up to its last position, not past it."""
+    m = TransformerSeq2Seq(vocab_size=40, dropout=0.0, max_positions=16, **SIZES[TransformerSeq2Seq]).eval()
+    decode_step = m.decode_step
+
+    def never_eos(prev, state):
+        log_probs, state = decode_step(prev, state)
+        log_probs[:, EOS_ID] = -1e9  # eos only where the length limit forces it
+        return log_probs, state
+
+    m.decode_step = never_eos
+    src, lengths = sources(lengths=(12, 3))  # the ratio alone would allow 1.5 * 12 + 10 = 28 tokens
+    with torch.inference_mode():
+        greedy = m.generate(src, lengths)
+        beam = m.generate(src, lengths, beam_size=3)
+    lengths = [15, 13]  # + eos: 16 (its positions), 14 (1.5 * 3 + 10)
+    assert [len(h[0].tokens) for h in greedy] == [len(h[0].tokens) for h in beam] == lengths

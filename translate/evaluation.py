@@ -34,8 +34,8 @@ def corpus_score(hypotheses: Sequence[str], references: Sequence[str], n_bootstr
     chrf = sacrebleu.CHRF().corpus_score(list(hypotheses), [list(references)])
     return CorpusScore(
         bleu=bleu.score,
-        bleu_mean=getattr(bleu, "_mean", bleu.score),
-        bleu_ci=getattr(bleu, "_ci", 0.0),
+        bleu_mean=bleu._mean if n_bootstrap > 1 else bleu.score,  # sacreBLEU leaves them -1 without resampling
+        bleu_ci=bleu._ci if n_bootstrap > 1 else 0.0,
         chrf=chrf.score,
         sentences=len(hypotheses),
         signature=str(metric.get_signature()),
@@ -73,7 +73,7 @@ def length_bucket_edges(lengths: Sequence[int], buckets: int = 5, min_count: int
     edges[0] = 0
     counts = [int(((lengths >= lo) & (lengths < hi)).sum()) for lo, hi in zip(edges, [*edges[1:], np.inf], strict=True)]
     kept = [e for e, c in zip(edges[:-1], counts[:-1], strict=True) if c >= min_count or e == 0]
-    return [*kept, edges[-1]] if len(edges) > 1 else kept
+    return [*kept, edges[-1]] if len(edges) > 1 else edges  # one length only: one bucket
 
 
 def bucket_of(length: int, edges: Sequence[int]) -> int:

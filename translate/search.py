@@ -38,9 +38,10 @@ class Hypothesis:
     attention: Tensor | None = None
 
 
-def max_output_lengths(src_lengths: Tensor, ratio: float, extra: int) -> Tensor:
-    """Longest output allowed for each source, eos included: ratio * source length + extra."""
-    return ((src_lengths.float() * ratio).long() + extra).clamp(min=1)  # (B,)
+def max_output_lengths(src_lengths: Tensor, ratio: float, extra: int, cap: int | None = None) -> Tensor:
+    """Longest output allowed for each source, eos included: ratio * source length + extra, at most `cap`
+    (the longest output the model can decode, if it has such a limit)."""
+    return ((src_lengths.float() * ratio).long() + extra).clamp(min=1, max=cap)  # (B,)
 
 
 def constrain(log_probs: Tensor, at_limit: Tensor) -> Tensor:
@@ -58,11 +59,16 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 def greedy_search(
-    model: Decoder, src: Tensor, src_lengths: Tensor, max_len_ratio: float = 1.5, max_len_extra: int = 10
+    model: Decoder,
+    src: Tensor,
+    src_lengths: Tensor,
+    max_len_ratio: float = 1.5,
+    max_len_extra: int = 10,
+    max_len_cap: int | None = None,
 ) -> list[Hypothesis]:
     """The most likely next token at every step, for the whole batch at once."""
     batch = src.size(0)
-    limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra).to(src.device)  # (B,)
+    limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra, max_len_cap).to(src.device)  # (B,)
     state = model.encode(src, src_lengths)
     prev = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=src.device)  # (B, 1)
     finished = torch.zeros(batch, dtype=torch.bool, device=src.device)  # (B,)
@@ -98,6 +104,7 @@ def beam_search(
     n_best: int = 1,
     max_len_ratio: float = 1.5,
     max_len_extra: int = 10,
+    max_len_cap: int | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search: sentences x beams are one batch of rows at every step.
 
@@ -109,7 +116,7 @@ def beam_search(
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     batch, k, device = src.size(0), beam_size, src.device
-    limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra).to(device)  # (B,)
+    limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra, max_len_cap).to(device)  # (B,)
     state = model.reorder(model.encode(src, src_lengths), torch.arange(batch, device=device).repeat_interleave(k))
     active = torch.arange(batch, device=device)  # (A,) sentences still decoding
     scores = torch.full((batch, k), float("-inf"), device=device)  # (A, k)

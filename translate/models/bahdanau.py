@@ -110,6 +110,8 @@ class BahdanauSeq2Seq(Seq2SeqModule):
     def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         embedded = self.tgt_embed(prev.squeeze(1))  # (B, E)
         hidden, context, attention = self.step(self.embed_gates(embedded), state)
-        state = {**state, "hidden": hidden, "attention": attention}
+        state = {**state, "hidden": hidden}
+        if self.keep_attention:
+            state["attention"] = attention  # (B, S)
         logits = self.output(self._features(hidden, embedded, context))  # (B, V)
         return logits.float().log_softmax(-1), state

@@ -55,7 +55,8 @@ class Seq2SeqModule(L.LightningModule):
             ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step,
             for a fixed budget of epochs), ``plateau`` (halve the rate when val/bleu stops rising for
             ``patience`` epochs) or ``constant``.
-        max_len_ratio / max_len_extra: decoded output is at most ratio * source length + extra tokens.
+        max_len_ratio / max_len_extra: decoded output is at most ratio * source length + extra tokens
+            (and at most `max_output_length`, for a model that has such a limit).
         beam_size / alpha: beam search at test time (validation decodes greedily); alpha is the GNMT
             length penalty exponent.
         max_source_length: longer inputs to the Translator are truncated to this many tokens.
@@ -92,6 +93,7 @@ class Seq2SeqModule(L.LightningModule):
     # -- what a subclass provides ------------------------------------------------------------------
 
     output: torch.nn.Linear
+    max_output_length: int | None = None  # the longest output the model can decode (the Transformer's positions)
 
     def features(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
@@ -157,7 +159,11 @@ class Seq2SeqModule(L.LightningModule):
         self, src: Tensor, src_lengths: Tensor, beam_size: int = 1, alpha: float = 1.0, n_best: int = 1
     ) -> list[list[Hypothesis]]:
         """The `n_best` translations of each source in a batch: greedy for beam size 1, else beam search."""
-        limits = {"max_len_ratio": self.hparams.max_len_ratio, "max_len_extra": self.hparams.max_len_extra}
+        limits = {
+            "max_len_ratio": self.hparams.max_len_ratio,
+            "max_len_extra": self.hparams.max_len_extra,
+            "max_len_cap": self.max_output_length,
+        }
         if beam_size == 1:
             return [[h] for h in greedy_search(self, src, src_lengths, **limits)]
         return beam_search(self, src, src_lengths, beam_size, alpha, n_best, **limits)
@@ -264,6 +270,11 @@ class Seq2SeqModule(L.LightningModule):
         total = self.trainer.estimated_stepping_batches if hp.scheduler == "linear" else math.inf
         if hp.scheduler == "linear" and math.isinf(total):
             raise ValueError("scheduler 'linear' needs a finite number of steps: set trainer.max_epochs or max_steps")
+        if hp.scheduler == "linear" and warmup >= total:
+            raise ValueError(
+                f"scheduler 'linear' warms up over {warmup} steps but the run has only {total}: "
+                "lower model.warmup_steps or train longer"
+            )
 
         def factor(step: int) -> float:
             step += 1

@@ -143,6 +143,7 @@ class TransformerSeq2Seq(Seq2SeqModule):
     ) -> None:
         super().__init__(vocab_size=vocab_size, **kwargs)
         self.d_model, self.max_positions = d_model, max_positions
+        self.max_output_length = max_positions  # decoding feeds output position t at step t
         self.src_embed = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         self.tgt_embed = self.src_embed if tie_embeddings else nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         self.register_buffer("positions", sinusoids(max_positions, d_model), persistent=False)
