@@ -1,6 +1,9 @@
 """Bad input, in one place: each case gets a clear error that names the problem, or a defined output,
 and nothing is lost."""
 
+import os
+import sys
+
 import lightning as L
 import pytest
 import torch
@@ -8,6 +11,9 @@ import torch
 import translate.files
 from conftest import CONFIGS, DE, EN, cli_args, datamodule, make_pairs, run_cli, tiny_model, write_corpus, write_jsonl
 from translate import Translator
+from translate.cli import generate, leaderboard
+from translate.data import load_splits
+from translate.files import atomic_write_bytes
 from translate.report import Entry, build_report, check_writable, write_report
 
 # -- data -----------------------------------------------------------------------------------------
@@ -16,6 +22,8 @@ from translate.report import Entry, build_report, check_writable, write_report
 def test_missing_local_path(tmp_path, cache_dir):
     with pytest.raises(FileNotFoundError, match="does-not-exist"):
         datamodule(tmp_path / "does-not-exist", cache_dir).tokenizer
+    with pytest.raises(FileNotFoundError, match="dataset path 'pairs.jsonl' does not exist"):
+        datamodule("pairs.jsonl", cache_dir).tokenizer  # a file name, not a Hub id
 
 
 def test_unreachable_hub_id_suggests_local_copy(cache_dir):
@@ -62,7 +70,55 @@ def test_column_of_numbers(tmp_path, cache_dir):
         datamodule(root, cache_dir).tokenizer
 
 
+def test_tsv_sentences_are_read_verbatim(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text('de\ten\n"Hallo" sagte er.\t"Hello" he said.\nNone\tNA\nein "Hund\ta "dog\n', encoding="utf-8")
+    train = load_splits(str(path), cache_dir=tmp_path / "cache")["train"]
+    assert train["de"] == ['"Hallo" sagte er.', "None", 'ein "Hund']
+    assert train["en"] == ['"Hello" he said.', "NA", 'a "dog']
+
+
+def test_train_split_filtered_to_nothing(corpus, cache_dir):
+    dm = datamodule(corpus, cache_dir, max_length=0)
+    with pytest.raises(ValueError, match=r"max_length=0 .*all 300 were dropped"):
+        dm.setup("fit")
+
+
 # -- sentences to translate -----------------------------------------------------------------------
+
+
+def test_beam_size_below_one_is_named(translator):
+    with pytest.raises(ValueError, match="beam_size must be at least 1, got 0"):
+        translator.translate(DE[1], beam_size=0)
+
+
+def test_generate_keeps_one_output_line_per_input_line(trained, tmp_path):
+    source = tmp_path / "in.de"
+    source.write_text(f"{DE[1]}\u2028{DE[2]}\r\n{DE[3]}\x0c{DE[4]}\n{DE[5]}", encoding="utf-8")  # 3 lines
+    generate(["--checkpoint", str(trained), "--input", str(source), "--output", str(tmp_path / "out.en")])
+    assert len((tmp_path / "out.en").read_text(encoding="utf-8").split("\n")) == 3 + 1
+
+
+def test_generate_refuses_to_overwrite_its_input_or_checkpoint(trained, tmp_path):
+    source = tmp_path / "in.de"
+    source.write_text(DE[1] + "\n", encoding="utf-8")
+    kept = trained.read_bytes()
+    for output, flag in ((source, "--input"), (trained, "--checkpoint")):
+        with pytest.raises(ValueError, match=f"is the {flag} file"):
+            generate(["--checkpoint", str(trained), "--input", str(source), "--output", str(output)])
+    assert source.read_text(encoding="utf-8") == DE[1] + "\n" and trained.read_bytes() == kept
+
+
+def test_generate_names_input_that_is_not_utf8(trained, tmp_path):
+    source = tmp_path / "latin1.de"
+    source.write_bytes("der Mann läuft\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.de is not UTF-8"):
+        generate(["--checkpoint", str(trained), "--input", str(source)])
+
+
+def test_leaderboard_checkpoint_without_a_path(tmp_path):
+    with pytest.raises(ValueError, match=r"NAME=PATH.*\['transformer'\]"):
+        leaderboard(["--checkpoint", "transformer", "--out", str(tmp_path / "r")])
 
 
 def test_empty_and_whitespace_give_empty_translations(translator):
@@ -157,6 +213,19 @@ def test_unwritable_report_directory_is_named(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(PermissionError, match="report directory .*file/reports is not writable"):
         check_writable(blocker / "reports")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions and symlinks")
+def test_rewriting_a_file_keeps_its_permissions_and_follows_a_link(tmp_path):
+    private = tmp_path / "private.txt"
+    private.write_text("old")
+    private.chmod(0o600)
+    link = tmp_path / "link.txt"
+    link.symlink_to(private)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and private.read_text() == "new"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
 def test_failed_write_leaves_the_earlier_report_intact(trained, tiny_dm, tmp_path, monkeypatch):

@@ -119,7 +119,7 @@ def test_gru_decoder_sees_only_the_context_vector():
 
 
 @pytest.mark.parametrize("name", list(TINY))
-def test_cli_fit_fast_dev_run_then_test(name, tiny_corpus, tmp_path, monkeypatch, capsys):
+def test_cli_fit_fast_dev_run_then_test_and_predict(name, tiny_corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = cli_args(name, tiny_corpus, tmp_path / "cache")
     run_cli("fit", *args, "--trainer.fast_dev_run=true")
@@ -133,6 +133,10 @@ def test_cli_fit_fast_dev_run_then_test(name, tiny_corpus, tmp_path, monkeypatch
     record = json.loads(results.read_text())
     assert record["sentences"] == 50 and record["signature"].startswith("nrefs:1")
     assert (record["beam_size"], record["alpha"]) == (2, 0.3)
+    run_cli("predict", *args, *decoding, f"--ckpt_path={tmp_path / 'checkpoints' / name / 'last.ckpt'}")
+    (predictions,) = tmp_path.glob(f"logs/{name}/version_*/test_predictions.txt")
+    assert predictions.read_text() == (results.parent / "test_hypotheses.txt").read_text()  # decoded as in test
+    assert len(predictions.read_text().splitlines()) == 50
 
 
 def test_checkpoint_carries_tokenizer_and_class(tiny_corpus, tmp_path, monkeypatch):

@@ -26,6 +26,15 @@ def test_round_trip_including_unseen_characters(tokenizer, text):
     assert tokenizer.decode([ids]) == [text]
 
 
+def test_decoded_text_is_one_line(tokenizer):
+    """A model can emit the byte-fallback pieces of line breaks; the text it decodes to stays one line."""
+    byte = {piece: i for i, piece in enumerate(tokenizer.pieces(range(tokenizer.vocab_size)))}
+    (zwei,), (zeilen,) = tokenizer.encode(["zwei"]), tokenizer.encode(["Zeilen"])
+    ids = [*zwei, byte["<0x0A>"], *zeilen, byte["<0x0D>"], byte["<0x0C>"], *zwei]
+    (text,) = tokenizer.decode([ids])
+    assert text.splitlines() == [text] and text.split() == ["zwei", "Zeilen", "zwei"]
+
+
 def test_batch_encode_decode(tokenizer):
     texts = ["der Hund läuft", "", "das Mädchen spielt Ball"]
     ids = tokenizer.encode(texts)

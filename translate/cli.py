@@ -80,9 +80,18 @@ def generate(argv: list[str]) -> None:
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    if args.output:
+        for flag, given in (("--input", args.input), ("--checkpoint", args.checkpoint)):
+            if given and Path(args.output).resolve() == Path(given).resolve():
+                raise ValueError(f"--output {args.output} is the {flag} file: it would be overwritten")
     translator = Translator.from_checkpoint(args.checkpoint, args.device)
-    source = Path(args.input).read_text(encoding="utf-8") if args.input else sys.stdin.read()
-    lines = source.splitlines()
+    try:
+        source = Path(args.input).read_text(encoding="utf-8") if args.input else sys.stdin.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--input {args.input or '(stdin)'} is not UTF-8 text ({e})") from e
+    lines = [line.removesuffix("\r") for line in source.split("\n")]  # lines end at \n (or \r\n) only
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
     outputs = translator.translate(
         lines, beam_size=args.beam_size, alpha=args.alpha, max_tokens=args.max_tokens, progress=bool(args.input)
     )
@@ -126,6 +135,9 @@ def leaderboard(argv: list[str]) -> None:
     folder = Path("configs/quick" if args.quick else "configs")
     configs = args.configs or [folder / f"{name}.yaml" for name in CONFIGS]
     out = args.out or Path("reports/quick" if args.quick else "reports")
+    malformed = [item for item in args.checkpoint if not all(item.partition("=")[::2])]
+    if malformed:
+        raise ValueError(f"--checkpoint expects NAME=PATH (e.g. transformer=last.ckpt), got {malformed}")
     given = dict(item.split("=", 1) for item in args.checkpoint)
     unknown = set(given) - {c.stem for c in configs}
     if unknown:

@@ -9,6 +9,7 @@ The flat schema (`{"de": ..., "en": ...}`, as bentrevett/multi30k) and the neste
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import re
@@ -56,11 +57,13 @@ def _load(dataset: str, config: str | None, cache_dir: Path | None) -> datasets.
         builder = FILE_BUILDERS.get(path.suffix)
         if builder is None:
             raise ValueError(f"dataset file {path} has suffix {path.suffix!r}; expected one of {sorted(FILE_BUILDERS)}")
-        extra = {"delimiter": "\t"} if path.suffix == ".tsv" else {}
+        extra = {"keep_default_na": False} if builder == "csv" else {}  # "None", "NA" are sentences, not nulls
+        if path.suffix == ".tsv":
+            extra |= {"delimiter": "\t", "quoting": csv.QUOTE_NONE}  # quotes are text: every tab is a column
         splits = datasets.load_dataset(builder, data_files=str(path), **kwargs, **extra)
     elif path.is_dir():
         splits = datasets.load_dataset(str(path), config, **kwargs)
-    elif dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
+    elif dataset.startswith((".", "/", "~")) or dataset.count("/") > 1 or path.suffix in FILE_BUILDERS:
         raise FileNotFoundError(f"dataset path {dataset!r} does not exist")
     else:
         try:
@@ -253,7 +256,8 @@ class TranslationDataModule(L.LightningDataModule):
         src_lang / tgt_lang: column names (flat schema) or keys of the ``translation`` column.
         vocab_size / tokenizer_type: the joint SentencePiece model, trained on the train split.
         max_length: training pairs with more tokens than this on either side are dropped.
-        max_tokens: padded tokens per training batch; ``eval_max_tokens`` for validation/test.
+        max_tokens: padded tokens per training batch; ``eval_max_tokens`` for validation/test/predict.
+        predict_split: the split ``translate predict`` translates.
         cache_dir: where tokenizers and the ``datasets`` cache (tokenized splits) live.
     """
 
@@ -270,6 +274,7 @@ class TranslationDataModule(L.LightningDataModule):
         eval_max_tokens: int = 8192,
         num_workers: int = 0,
         seed: int = 42,
+        predict_split: str = "test",
         cache_dir: str = "data",
     ) -> None:
         super().__init__()
@@ -279,7 +284,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.vocab_size_requested, self.tokenizer_type = vocab_size, tokenizer_type
         self.max_length, self.max_tokens, self.eval_max_tokens = max_length, max_tokens, eval_max_tokens
-        self.num_workers, self.seed = num_workers, seed
+        self.num_workers, self.seed, self.predict_split = num_workers, seed, predict_split
         self.cache_dir = Path(cache_dir)
         self.pairs: dict[str, TokenizedPairs] = {}
         self.dropped = 0
@@ -351,7 +356,12 @@ class TranslationDataModule(L.LightningDataModule):
             self.tokenized(split)
 
     def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
+        needed = {
+            "fit": ("train", "validation"),
+            "validate": ("validation",),
+            "test": ("test",),
+            "predict": (self.predict_split,),
+        }
         for split in needed.get(stage, [s for s in SPLITS if s in self.texts]):
             if split in self.pairs:
                 continue
@@ -362,6 +372,11 @@ class TranslationDataModule(L.LightningDataModule):
                     within_length, batched=True, fn_kwargs={"max_length": self.max_length}, desc="filtering train"
                 )
                 self.dropped = n - data.num_rows
+                if data.num_rows == 0:
+                    raise ValueError(
+                        f"no training pair of dataset {self.dataset!r} has at most max_length={self.max_length} "
+                        f"tokens on both sides (all {n} were dropped): raise data.max_length"
+                    )
                 log.info(
                     "train: dropped %d of %d pairs (empty, or over %d tokens on a side)",
                     self.dropped,
@@ -422,3 +437,6 @@ class TranslationDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader(self.predict_split)

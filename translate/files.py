@@ -15,15 +15,18 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename: never a truncated file. The file
-    gets the permissions a plain `open` would give it (mkstemp's are owner-only)."""
+    """Write `data` to `path` through a temporary file and a rename: never a truncated file. As with a plain
+    `open`, a symlink is written through to its target, an existing file keeps its permissions, and a new one
+    gets 0o666 less the umask (mkstemp's are owner-only)."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~umask)
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

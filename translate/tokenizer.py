@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 ModelType = Literal["unigram", "bpe"]
+# what str.splitlines breaks a line at: decoded text never contains one, so one translation is one line
+LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 
 class SharedTokenizer:
@@ -133,8 +135,9 @@ class SharedTokenizer:
         return self._sp.encode(list(texts), out_type=int)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
-        """Texts of each id sequence; pad/bos/eos are dropped."""
-        return self._sp.decode([[int(i) for i in seq] for seq in ids])
+        """Texts of each id sequence; pad/bos/eos are dropped, and a line break (which byte-fallback pieces
+        can spell) becomes a space."""
+        return [text.translate(LINE_BREAKS) for text in self._sp.decode([[int(i) for i in seq] for seq in ids])]
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The subword of each id (for attention plots)."""

@@ -129,6 +129,8 @@ class Translator:
         """
         beam_size = self.model.hparams.beam_size if beam_size is None else beam_size
         alpha = self.model.hparams.alpha if alpha is None else alpha
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
         if not 1 <= n_best <= beam_size:
             raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
         single = isinstance(texts, str)

@@ -177,9 +177,15 @@ class Seq2SeqModule(L.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._collect(batch, self.hparams.beam_size, self.hparams.alpha)
 
-    def _collect(self, batch: Batch, beam_size: int = 1, alpha: float = 1.0) -> None:
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[str]:
+        """Translations of a batch of the datamodule's `predict_split`, decoded as in test, in batch order."""
+        return self.tokenizer.decode(self._collect(batch, self.hparams.beam_size, self.hparams.alpha))
+
+    def _collect(self, batch: Batch, beam_size: int = 1, alpha: float = 1.0) -> list[list[int]]:
+        """Decode a batch, keep its best hypotheses by corpus row, and return them in batch order."""
         best = [hyps[0].tokens for hyps in self.generate(batch.src, batch.src_lengths, beam_size, alpha)]
         self._hypotheses.update(zip(batch.index.tolist(), best, strict=True))
+        return best
 
     def on_validation_epoch_start(self) -> None:
         self._hypotheses = {}
@@ -187,6 +193,9 @@ class Seq2SeqModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._hypotheses = {}
         self._test_start = time.perf_counter()
+
+    def on_predict_epoch_start(self) -> None:
+        self._hypotheses = {}
 
     def _gathered(self) -> dict[int, list[int]]:
         """Every rank's hypotheses by corpus row: each rank decoded a disjoint share of the split."""
@@ -240,6 +249,17 @@ class Seq2SeqModule(L.LightningModule):
         }
         atomic_write_bytes(out / "test_results.json", (json.dumps(result, indent=2) + "\n").encode())
         self.print(f"test: {bleu}\ntest: {chrf}\nsignature: {signature}\nhypotheses: {out / 'test_hypotheses.txt'}")
+
+    def on_predict_epoch_end(self) -> None:
+        """Write the translations of the whole split, one line per source in corpus order, beside the logs."""
+        gathered = self._gathered()
+        split = self.trainer.datamodule.predict_split
+        out = Path(self.trainer.log_dir or ".") / f"{split}_predictions.txt"  # a collective call under DDP
+        if not self.trainer.is_global_zero:
+            return
+        translations = self.tokenizer.decode([gathered[i] for i in sorted(gathered)])
+        atomic_write_bytes(out, "".join(t + "\n" for t in translations).encode())
+        self.print(f"predict: {len(translations)} sentences of the {split!r} split translated: {out}")
 
     # -- optimisation ------------------------------------------------------------------------------
 
