@@ -116,6 +116,16 @@ def test_generate_names_input_that_is_not_utf8(trained, tmp_path):
         generate(["--checkpoint", str(trained), "--input", str(source)])
 
 
+def test_report_entries_need_distinct_names(trained, tiny_dm, tmp_path):
+    data = {"dataset": "tiny", "split": "test", "languages": ["de", "en"]}
+    twice = [Entry("transformer", trained), Entry("transformer", trained)]
+    with pytest.raises(ValueError, match="distinct names"):
+        build_report(twice, tiny_dm.sources("test"), tiny_dm.references("test"), data)
+    configs = [str(CONFIGS / "transformer.yaml"), str(CONFIGS / "quick" / "transformer.yaml")]
+    with pytest.raises(ValueError, match="distinct file names"):
+        leaderboard(["--configs", *configs, "--out", str(tmp_path / "r")])
+
+
 def test_leaderboard_checkpoint_without_a_path(tmp_path):
     with pytest.raises(ValueError, match=r"NAME=PATH.*\['transformer'\]"):
         leaderboard(["--checkpoint", "transformer", "--out", str(tmp_path / "r")])

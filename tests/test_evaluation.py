@@ -43,6 +43,11 @@ def test_paired_significance_agrees_with_sacrebleu():
     assert ours["system_bleu"] > ours["baseline_bleu"] and ours["p_value"] < 0.05
 
 
+def test_identical_outputs_are_not_a_significant_difference():
+    refs, good, _ = corpus(n=50)
+    assert paired_significance(good, list(good), refs, n_samples=100)["p_value"] == 1.0
+
+
 def test_length_buckets():
     lengths = [5] * 100 + [10] * 100 + [15] * 100 + [20] * 50 + [40] * 3
     edges = length_bucket_edges(lengths, buckets=5, min_count=30)

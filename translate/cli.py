@@ -135,6 +135,9 @@ def leaderboard(argv: list[str]) -> None:
     folder = Path("configs/quick" if args.quick else "configs")
     configs = args.configs or [folder / f"{name}.yaml" for name in CONFIGS]
     out = args.out or Path("reports/quick" if args.quick else "reports")
+    stems = [config.stem for config in configs]
+    if len(set(stems)) < len(stems):
+        raise ValueError(f"--configs need distinct file names (they name the models): {[str(c) for c in configs]}")
     malformed = [item for item in args.checkpoint if not all(item.partition("=")[::2])]
     if malformed:
         raise ValueError(f"--checkpoint expects NAME=PATH (e.g. transformer=last.ckpt), got {malformed}")

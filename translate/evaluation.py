@@ -45,7 +45,8 @@ def corpus_score(hypotheses: Sequence[str], references: Sequence[str], n_bootstr
 def paired_significance(
     baseline: Sequence[str], system: Sequence[str], references: Sequence[str], n_samples: int = 1000
 ) -> dict:
-    """sacreBLEU's paired bootstrap resampling test of `system` against `baseline` (Koehn 2004)."""
+    """sacreBLEU's paired bootstrap resampling test of `system` against `baseline` (Koehn 2004). Identical
+    outputs get p = 1 (sacreBLEU's test would give its floor, 1 / (n + 1), for a difference of zero)."""
     test = PairedTest(
         [("baseline", list(baseline)), ("system", list(system))],
         {"BLEU": sacrebleu.BLEU()},
@@ -58,7 +59,7 @@ def paired_significance(
     return {
         "baseline_bleu": base.score,
         "system_bleu": sys_.score,
-        "p_value": sys_.p_value,
+        "p_value": 1.0 if list(baseline) == list(system) else sys_.p_value,
         "signature": str(signatures["BLEU"]),
     }
 

@@ -98,6 +98,9 @@ def build_report(
     `data` describes the test data: ``dataset``, ``split`` and ``languages`` (source, target); a
     checkpoint trained on another language pair is refused.
     """
+    names = [entry.name for entry in entries]
+    if len(set(names)) < len(names):
+        raise ValueError(f"entries need distinct names (they name figures and significance pairs), got {names}")
     lengths = [len(s.split()) for s in sources]
     edges = length_bucket_edges(lengths)
     examples = heatmap_sentences(sources, heatmaps)
