@@ -120,6 +120,8 @@ def test_average_is_the_mean_of_the_weights(trained, tmp_path, monkeypatch):
     assert averaged["global_step"] == shifted["global_step"]
     same = average_checkpoints([trained, trained])
     assert same["state_dict"].keys() == first["state_dict"].keys()
+    tied = [same["state_dict"][name] for name in ("src_embed.weight", "tgt_embed.weight", "output.weight")]
+    assert tied[0] is tied[1] is tied[2]  # tied embeddings stay one tensor: saved once
     torch.save(same, tmp_path / "same.ckpt")
     assert Translator.from_checkpoint(tmp_path / "same.ckpt").translate(DE[:3]) == EN[:3]
 

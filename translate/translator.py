@@ -65,12 +65,15 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict:
                 raise ValueError(f"checkpoint {path} differs from {paths[-1]} in its {key}: not one model")
         if checkpoint["state_dict"].keys() != last["state_dict"].keys():
             raise ValueError(f"checkpoint {path} differs from {paths[-1]} in its weight names: not one model")
-    weights = {}
+    weights, averaged = {}, {}  # tied weights (one storage in the last checkpoint) stay one tensor
     for name, value in last["state_dict"].items():
-        if value.is_floating_point():
-            total = sum(checkpoint["state_dict"][name].double() for checkpoint in checkpoints)
-            value = (total / len(checkpoints)).to(value.dtype)
-        weights[name] = value
+        view = (value.untyped_storage().data_ptr(), value.storage_offset(), value.shape, value.stride(), value.dtype)
+        if view not in averaged:
+            if value.is_floating_point():
+                total = sum(checkpoint["state_dict"][name].double() for checkpoint in checkpoints)
+                value = (total / len(checkpoints)).to(value.dtype)
+            averaged[view] = value
+        weights[name] = averaged[view]
     return {**last, "state_dict": weights, "averaged_from": [str(path) for path in paths]}
 
 
