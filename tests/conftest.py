@@ -110,18 +110,24 @@ def tiny_model(name: str, vocab_size: int, **kwargs) -> Seq2SeqModule:
     return cls(vocab_size=vocab_size, **sizes, **kwargs)
 
 
-def train_tiny(name: str, dm: TranslationDataModule, steps: int = 150) -> tuple[Seq2SeqModule, L.Trainer]:
-    """A tiny model trained on `dm` for `steps` updates (enough to learn the tiny task)."""
-    schedule = {"scheduler": "inverse_sqrt", "warmup_steps": 50} if name == "transformer" else {}
-    model = tiny_model(name, dm.vocab_size, lr=3e-3, label_smoothing=0.0, **schedule)
-    trainer = L.Trainer(
+def quiet_trainer(steps: int, **kwargs) -> L.Trainer:
+    """A Trainer for `steps` updates without logger, checkpoints, progress bar or validation."""
+    return L.Trainer(
         max_steps=steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
+        **kwargs,
     )
+
+
+def train_tiny(name: str, dm: TranslationDataModule, steps: int = 150) -> tuple[Seq2SeqModule, L.Trainer]:
+    """A tiny model trained on `dm` for `steps` updates (enough to learn the tiny task)."""
+    schedule = {"scheduler": "inverse_sqrt", "warmup_steps": 50} if name == "transformer" else {}
+    model = tiny_model(name, dm.vocab_size, lr=3e-3, label_smoothing=0.0, **schedule)
+    trainer = quiet_trainer(steps)
     trainer.fit(model, dm)
     return model, trainer
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from translate.tokenizer import ModelType, SharedTokenizer
+from translate.tokenizer import PAD_ID, ModelType, SharedTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,18 @@ class Batch:
 
     def __len__(self) -> int:
         return self.src.size(0)
+
+    def split(self, parts: int) -> list[Batch]:
+        """The sentences dealt round-robin into `parts` batches (fewer if there are fewer sentences), each cut
+        to its own longest source and target. Rows are sorted by length, so the parts come out alike."""
+        shards = []
+        for part in range(min(parts, len(self))):
+            rows = torch.arange(part, len(self), parts)  # (b,)
+            src_len = max(int(self.src_lengths[rows].max()), 1)
+            tgt_len = int((self.tgt_out[rows] != PAD_ID).sum(1).max())
+            tgt_in, tgt_out = self.tgt_in[rows, :tgt_len], self.tgt_out[rows, :tgt_len]  # (b, t)
+            shards.append(Batch(self.src[rows, :src_len], self.src_lengths[rows], tgt_in, tgt_out, self.index[rows]))
+        return shards
 
 
 def ragged(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ from translate.data import Batch
 from translate.files import atomic_write_bytes
 from translate.machine import machine
 from translate.models.loss import output_cross_entropy
+from translate.models.shards import sharded_loss
 from translate.search import Hypothesis, State, beam_search, greedy_search
 from translate.tokenizer import PAD_ID, SharedTokenizer
 
@@ -60,6 +61,11 @@ class Seq2SeqModule(L.LightningModule):
         beam_size / alpha: beam search at test time (validation decodes greedily); alpha is the GNMT
             length penalty exponent.
         max_source_length: longer inputs to the Translator are truncated to this many tokens.
+        train_threads: on the CPU, each training batch is split by sentence into this many shards whose
+            forward and backward passes run side by side, one thread each, with torch's intra-op threads
+            divided among them (models/shards.py); 1: the whole batch on torch's intra-op threads. Results
+            stay deterministic per seed, except for an `nn.GRU` with layers > 1, whose own dropout draws
+            from torch's shared generator. Ignored on other devices.
     """
 
     def __init__(
@@ -78,9 +84,12 @@ class Seq2SeqModule(L.LightningModule):
         beam_size: int = 5,
         alpha: float = 1.0,
         max_source_length: int = 256,
+        train_threads: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if train_threads < 1:
+            raise ValueError(f"train_threads must be at least 1, got {train_threads}")
         if pad_id != PAD_ID:
             raise ValueError(f"pad_id {pad_id} differs from the tokenizer's fixed pad id {PAD_ID}")
         self.vocab_size, self.pad_id = vocab_size, pad_id
@@ -142,7 +151,11 @@ class Seq2SeqModule(L.LightningModule):
         return output_cross_entropy(features, output.weight, output.bias, batch.tgt_out, self.pad_id, eps)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss, nll, _tokens = self.loss(batch)
+        if self.hparams.train_threads > 1 and self.device.type == "cpu":
+            params = [p for p in self.parameters() if p.requires_grad]
+            loss, nll = sharded_loss(self.loss, batch, params, self.hparams.train_threads)
+        else:
+            loss, nll, _tokens = self.loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.global_step}: stopping "

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from translate.models.base import Seq2SeqModule
-from translate.models.dropout import Dropout
+from translate.models.dropout import Dropout, dropout
 from translate.search import State
 from translate.tokenizer import PAD_ID
 
@@ -58,17 +58,17 @@ class Attention(nn.Module):
         attending is allowed. Returns (B, T, D) and, with `need_weights`, weights averaged over heads (B, T, S)."""
         query = self.split(self.query(x))  # (B, heads, T, dh)
         weights = None
-        if need_weights:
+        if need_weights or (self.training and self.dropout > 0):  # dropout's mask from ours (dropout.py), not torch's
             scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, heads, T, S)
+            if causal:
+                scores = scores.masked_fill(scores.new_ones(scores.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             probs = scores.softmax(-1)
-            weights = probs.mean(1)  # (B, T, S)
-            attended = probs.to(value.dtype) @ value  # (B, heads, T, dh)
+            weights = probs.mean(1) if need_weights else None  # (B, T, S)
+            attended = dropout(probs.to(value.dtype), self.dropout, self.training) @ value  # (B, heads, T, dh)
         else:
-            attended = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
-            )
+            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=causal)
         return self.out(attended.transpose(1, 2).flatten(2)), weights  # (B, T, D)
 
 
