@@ -2,9 +2,9 @@
 Transformer size (d_model 256, 3+3 layers, 4 heads, ff 1024, joint SentencePiece 8000) and update size: JoeyNMT's
 `batch_size: 4096` (tokens, counted its way) makes ~265 updates per Multi30k epoch; ours, by default, one batch of
 2,048 padded tokens per update, 252 updates, in two shards trained side by side on two threads
-(`--max-tokens 2048 --accumulate 1 --train-threads 2`: the fastest way here to make updates of that size,
-benchmarks/results/train_threads.md). `--max-tokens 1024 --accumulate 2 --train-threads 1` accumulates two batches
-of configs/transformer.yaml's size on torch's intra-op threads instead (245 updates).
+(`--max-tokens 2048 --accumulate 1 --train-threads 2`: a few percent faster here than one shard,
+benchmarks/results/train_throughput_threads.md). `--max-tokens 1024 --accumulate 2 --train-threads 1` accumulates
+two batches of configs/transformer.yaml's size on torch's intra-op threads instead (245 updates).
 
     ../shared/peers/joeynmt/setup.sh ../peer-joeynmt && ../shared/peers/joeynmt/run.sh ../peer-joeynmt [UPDATES]
     python benchmarks/joeynmt_compare.py --joeynmt ../peer-joeynmt [--epoch]

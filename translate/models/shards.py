@@ -4,7 +4,8 @@ torch runs each operator of a training step on all cores (intra-op threads); bet
 the serial ones (the random bits of dropout, small kernels, Python), the other cores wait: on a 2-core
 CPU about a quarter of the time. Here each shard's forward and backward run on a thread of their own,
 with their share of the intra-op threads, so that one shard's serial stretches overlap the other's
-matrix products. It gained 3-9 % on that CPU (benchmarks/results/train_throughput_threads*.md).
+matrix products. On that CPU it gained a few percent where shards hold ~1,000 tokens or more and
+nothing measurable at 1,024-token batches (benchmarks/results/train_throughput_threads*.md).
 
 The shards' gradients are computed on their threads with `torch.autograd.grad` (nothing is written to
 `.grad` concurrently), summed in shard order, and handed to the parameters by the backward of the

@@ -58,7 +58,8 @@ class Attention(nn.Module):
         attending is allowed. Returns (B, T, D) and, with `need_weights`, weights averaged over heads (B, T, S)."""
         query = self.split(self.query(x))  # (B, heads, T, dh)
         weights = None
-        if need_weights or (self.training and self.dropout > 0):  # dropout's mask from ours (dropout.py), not torch's
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights or (dropout_p > 0 and query.device.type == "cpu"):  # on the CPU, dropout's mask is ours
             scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, heads, T, S)
             if causal:
                 scores = scores.masked_fill(scores.new_ones(scores.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
@@ -68,7 +69,9 @@ class Attention(nn.Module):
             weights = probs.mean(1) if need_weights else None  # (B, T, S)
             attended = dropout(probs.to(value.dtype), self.dropout, self.training) @ value  # (B, heads, T, dh)
         else:
-            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=causal)
+            attended = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, is_causal=causal, dropout_p=dropout_p
+            )
         return self.out(attended.transpose(1, 2).flatten(2)), weights  # (B, T, D)
 
 
