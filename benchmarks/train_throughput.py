@@ -144,7 +144,7 @@ def measure(
         "precision": precision,
         "compiled": compiled,
         "max_tokens": dm.max_tokens,
-        "train_threads": model.hparams.train_threads,
+        "train_threads": model.hparams.get("train_threads", 1),  # code before it trained each batch whole
         "accumulate": accumulate,
         "steps_per_epoch": len(dm.train_dataloader()) // accumulate,
         "steps": updates,

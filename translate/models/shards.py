@@ -75,9 +75,9 @@ def sharded_loss(loss_fn: Loss, batch: Batch, params: Sequence[Tensor], threads:
     total = int((batch.tgt_out != PAD_ID).sum())
     seeds = torch.randint(2**62, (len(shards),)).tolist()  # from the global generator: deterministic per seed
     autocast = (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
-    intra_op = max(1, torch.get_num_threads() // len(shards))
-    args = [(loss_fn, shard, params, total, seed, autocast) for shard, seed in zip(shards, seeds, strict=True)]
     main_threads = torch.get_num_threads()
+    intra_op = max(1, main_threads // len(shards))
+    args = [(loss_fn, shard, params, total, seed, autocast) for shard, seed in zip(shards, seeds, strict=True)]
     torch.set_num_threads(intra_op)
     try:
         others = [_workers(len(shards) - 1, intra_op).submit(_shard_gradients, *a) for a in args[1:]]
