@@ -125,7 +125,7 @@ def test_cli_fit_fast_dev_run_then_test_and_predict(name, tiny_corpus, tmp_path,
     run_cli("fit", *args, "--trainer.fast_dev_run=true")
     run_cli("fit", *args, "--trainer.max_steps=2", "--trainer.limit_val_batches=1")
     assert (tmp_path / "checkpoints" / name / "last.ckpt").exists()
-    decoding = ["--model.init_args.beam_size=2", "--model.init_args.alpha=0.3"]  # the checkpoint has 5 and 1.0
+    decoding = ["--decoding.beam_size=2", "--decoding.alpha=0.3"]  # the checkpoint has 5 and the config's alpha
     run_cli("test", *args, *decoding, f"--ckpt_path={tmp_path / 'checkpoints' / name / 'last.ckpt'}")
     out = capsys.readouterr()
     assert "test: BLEU = " in out.out + out.err

@@ -10,10 +10,10 @@ from sacrebleu.significance import PairedTest
 
 from conftest import train_tiny
 from translate import Translator
+from translate.checkpoints import best_checkpoint
 from translate.cli import leaderboard
 from translate.report import (
     Entry,
-    best_checkpoint,
     build_report,
     render_markdown,
     strip_volatile,
@@ -120,10 +120,10 @@ def test_written_files_and_readme_block(built, tmp_path):
     assert (tmp_path / "reports" / "leaderboard.md").read_text().endswith(render_markdown(report))
     assert all((tmp_path / "reports" / name).stat().st_size > 0 for name in figures)
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- leaderboard:start -->\nold\n<!-- leaderboard:end -->\noutro\n")
+    readme.write_text("intro\n<!-- leaderboard:start -->\nthe old block\n<!-- leaderboard:end -->\noutro\n")
     update_readme(readme, report)
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "the old block" not in text
     assert "(reports/bleu_by_length.png)" in text
 
 

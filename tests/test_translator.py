@@ -8,8 +8,9 @@ import torch
 
 from conftest import DE, EN, tiny_model
 from translate import Translation, Translator
+from translate.checkpoints import average_checkpoints
 from translate.cli import average, main
-from translate.translator import average_checkpoints
+from translate.search import Decoding
 
 
 def test_fresh_process_needs_only_the_checkpoint(trained, tmp_path):
@@ -88,12 +89,13 @@ def test_beam_and_length_penalty_default_to_the_models_own(translator):
         return [(t.text, t.score) for t in translator.translate(DE[3], n_best=2, return_details=True, **settings)]
 
     chosen = nbest(beam_size=2, alpha=0.0)
-    translator.model.hparams.alpha, translator.model.hparams.beam_size = 0.0, 2
+    own = translator.model.decoding
+    translator.model.decoding = Decoding(beam_size=2, alpha=0.0)
     try:
         assert nbest() == chosen
         assert nbest(beam_size=3, alpha=2.0) != chosen  # the scores are normalised by another penalty
     finally:
-        translator.model.hparams.alpha, translator.model.hparams.beam_size = 1.0, 5
+        translator.model.decoding = own
 
 
 # -- translate average ----------------------------------------------------------------------------

@@ -1,11 +1,5 @@
 """The `translate` command: LightningCLI over the three models and the shared datamodule, plus
-`generate`, which translates a file or stdin with a checkpoint:
-
-- translate fit|validate|test|predict --config configs/<model>.yaml [--trainer.* ...] [--model.* ...]
-- translate generate --checkpoint checkpoints/transformer/last.ckpt [--input de.txt] [--output en.txt]
-- translate leaderboard [--quick] [--data.dataset ../shared/data/multi30k] [--trainer.* ...]
-- translate average --checkpoints A.ckpt B.ckpt [...] --output averaged.ckpt
-"""
+commands that work with checkpoints (`translate --help` lists them all)."""
 
 from __future__ import annotations
 
@@ -18,34 +12,47 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from translate.checkpoints import LEGACY, average_checkpoints, best_checkpoint
 from translate.data import TranslationDataModule
 from translate.files import AtomicCheckpointIO, atomic_write_bytes
 from translate.models import Seq2SeqModule
-from translate.report import Entry, best_checkpoint, build_report, check_writable, update_readme, write_report
-from translate.translator import Translator, average_checkpoints
+from translate.report import Entry, build_report, check_writable, update_readme, write_report
+from translate.search import Decoding
+from translate.translator import Translator
 
 log = logging.getLogger(__name__)
 
-
-DECODING = ("beam_size", "alpha", "max_len_ratio", "max_len_extra", "max_source_length")  # not architecture
+SUBCOMMANDS = {
+    "fit": "train a model from a config (translate fit --config configs/transformer.yaml)",
+    "validate": "loss, perplexity and greedy BLEU of a checkpoint on the validation split",
+    "test": "decode the test split with beam search and score it with sacreBLEU",
+    "predict": "translate the datamodule's predict_split into <split>_predictions.txt",
+    "generate": "translate a text file or stdin with a checkpoint, one line per line",
+    "leaderboard": "train the configs that have no checkpoint, decode the test split with each, write the report",
+    "average": "write a checkpoint whose weights are the mean of several checkpoints of one run",
+}
 
 
 class TranslateCLI(LightningCLI):
-    def _parse_ckpt_path(self) -> None:
-        """With ``--ckpt_path`` Lightning replaces every model argument with the checkpoint's
-        hyper-parameters. The architecture must come from there; how to decode stays what the config
-        and the command line say."""
-        subcommand = self.config.get("subcommand")
-        given = self.config[subcommand].model.init_args if subcommand else {}
-        decoding = {key: given[key] for key in DECODING if key in given}
-        super()._parse_ckpt_path()
-        for key, value in decoding.items():
-            self.config[subcommand].model.init_args[key] = value
-
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the model's vocabulary comes from the datamodule's tokenizer, never from a number in a config
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.pad_id", "model.init_args.pad_id", apply_on="instantiate")
+        # how to decode is no model argument: with --ckpt_path the config's and the command line's apply
+        parser.add_class_arguments(Decoding, "decoding")
+
+    def before_instantiate_classes(self) -> None:
+        """With --ckpt_path Lightning passes the checkpoint's hyper-parameters to the model; those of
+        checkpoints written before decoding had a section of its own (checkpoints.LEGACY) are dropped."""
+        model = (self.config[self.subcommand] if self.subcommand else self.config).model
+        for key in ("init_args", "dict_kwargs"):
+            arguments = model.get(key)
+            for name in LEGACY:
+                if arguments and name in arguments:
+                    del arguments[name]
+
+    def after_instantiate_classes(self) -> None:
+        self.model.decoding = (self.config_init[self.subcommand] if self.subcommand else self.config_init).decoding
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The configured Trainer, saving checkpoints atomically unless the config chose another CheckpointIO."""
@@ -85,6 +92,7 @@ def generate(argv: list[str]) -> None:
             if given and Path(args.output).resolve() == Path(given).resolve():
                 raise ValueError(f"--output {args.output} is the {flag} file: it would be overwritten")
     translator = Translator.from_checkpoint(args.checkpoint, args.device)
+    translator.settings(beam_size=args.beam_size, alpha=args.alpha)  # refuse bad settings before reading input
     try:
         source = Path(args.input).read_text(encoding="utf-8") if args.input else sys.stdin.read()
     except UnicodeDecodeError as e:
@@ -116,13 +124,11 @@ def average(argv: list[str]) -> None:
 CONFIGS = ("gru", "bahdanau", "transformer")  # the generations, in order
 
 
-def leaderboard(argv: list[str]) -> None:
-    """Train every config that has no checkpoint yet, decode the test split with each model and write
-    the leaderboard report. Other arguments (``--data.dataset``, ``--trainer.max_epochs``, ...) apply to
-    every config, as in `translate fit`."""
+def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The leaderboard's own arguments, checked; the rest are overrides for every config."""
     parser = argparse.ArgumentParser(prog="translate leaderboard", description=leaderboard.__doc__)
     parser.add_argument("--configs", nargs="+", type=Path, help="default: configs/{gru,bahdanau,transformer}.yaml")
-    parser.add_argument("--quick", action="store_true", help="small models, few steps: configs/quick/, reports/quick")
+    parser.add_argument("--quick", action="store_true", help="smoke run: configs/quick/, reports/quick, minutes")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="use this checkpoint")
     parser.add_argument("--out", type=Path, help="report directory (default: reports, or reports/quick)")
     parser.add_argument("--readme", type=Path, help="also rewrite this README's leaderboard block")
@@ -132,44 +138,58 @@ def leaderboard(argv: list[str]) -> None:
     parser.add_argument("--heatmaps", type=int, default=2, help="attention heatmaps of the longest test sentences")
     parser.add_argument("--device", default="auto")
     args, overrides = parser.parse_known_args(argv)
+    Decoding(beam_size=args.beam_size, alpha=0.0 if args.alpha is None else args.alpha)  # refused before training
     folder = Path("configs/quick" if args.quick else "configs")
-    configs = args.configs or [folder / f"{name}.yaml" for name in CONFIGS]
-    out = args.out or Path("reports/quick" if args.quick else "reports")
-    stems = [config.stem for config in configs]
+    args.configs = args.configs or [folder / f"{name}.yaml" for name in CONFIGS]
+    args.out = args.out or Path("reports/quick" if args.quick else "reports")
+    stems = [config.stem for config in args.configs]
     if len(set(stems)) < len(stems):
-        raise ValueError(f"--configs need distinct file names (they name the models): {[str(c) for c in configs]}")
+        raise ValueError(f"--configs need distinct file names (they name the models): {[str(c) for c in args.configs]}")
     malformed = [item for item in args.checkpoint if not all(item.partition("=")[::2])]
     if malformed:
         raise ValueError(f"--checkpoint expects NAME=PATH (e.g. transformer=last.ckpt), got {malformed}")
-    given = dict(item.split("=", 1) for item in args.checkpoint)
-    unknown = set(given) - {c.stem for c in configs}
+    args.checkpoint = dict(item.split("=", 1) for item in args.checkpoint)
+    unknown = set(args.checkpoint) - set(stems)
     if unknown:
-        raise ValueError(f"--checkpoint names {sorted(unknown)}, but the configs are {[c.stem for c in configs]}")
-    check_writable(out)
+        raise ValueError(f"--checkpoint names {sorted(unknown)}, but the configs are {stems}")
+    missing = [str(config) for config in args.configs if not config.is_file()]
+    if missing:
+        raise FileNotFoundError(f"config {missing[0]} does not exist")
+    return args, overrides
 
+
+def leaderboard_entry(config: Path, overrides: list[str], checkpoint: str | None) -> tuple[Entry, TranslateCLI]:
+    """The entry of one config: the given checkpoint, else the best of its run, trained first if there is none."""
+    parsed = cli(["--config", str(config), *overrides], run=False)
+    callback = parsed.trainer.checkpoint_callback
+    if callback is None or callback.dirpath is None:
+        raise ValueError(f"config {config} has no ModelCheckpoint callback with a dirpath to keep its checkpoints")
+    directory = Path(callback.dirpath)
+    checkpoint = checkpoint or best_checkpoint(directory)
+    if checkpoint is None:
+        log.info("%s: no checkpoint in %s, training it", config.stem, directory)
+        cli(["fit", "--config", str(config), *overrides])
+        checkpoint = best_checkpoint(directory)
+        if checkpoint is None:
+            raise RuntimeError(f"training {config} wrote no last.ckpt to {directory}")
+    return Entry(config.stem, Path(checkpoint), parsed.model.decoding.alpha), parsed
+
+
+def leaderboard(argv: list[str]) -> None:
+    """Train every config that has no checkpoint yet, decode the test split with each model and write
+    the leaderboard report. Other arguments (``--data.dataset``, ``--trainer.max_epochs``, ...) apply to
+    every config, as in `translate fit`."""
+    args, overrides = leaderboard_arguments(argv)
+    check_writable(args.out)
     entries, data = [], None
-    for config in configs:
-        if not config.is_file():
-            raise FileNotFoundError(f"config {config} does not exist")
-        parsed = cli(["--config", str(config), *overrides], run=False)
+    for config in args.configs:
+        entry, parsed = leaderboard_entry(config, overrides, args.checkpoint.get(config.stem))
         dm = parsed.datamodule
         described = {"dataset": dm.dataset, "split": "test", "languages": [dm.src_lang, dm.tgt_lang]}
         if data is not None and described != data:
             raise ValueError(f"config {config} tests on {described}, the previous ones on {data}")
         data, sources, references = described, dm.sources("test"), dm.references("test")
-        callback = parsed.trainer.checkpoint_callback
-        if callback is None or callback.dirpath is None:
-            raise ValueError(f"config {config} has no ModelCheckpoint callback with a dirpath to keep its checkpoints")
-        directory = Path(callback.dirpath)
-        checkpoint = given.get(config.stem) or best_checkpoint(directory)
-        if checkpoint is None:
-            log.info("%s: no checkpoint in %s, training it", config.stem, directory)
-            cli(["fit", "--config", str(config), *overrides])
-            checkpoint = best_checkpoint(directory)
-            if checkpoint is None:
-                raise RuntimeError(f"training {config} wrote no last.ckpt to {directory}")
-        entries.append(Entry(config.stem, Path(checkpoint), parsed.model.hparams.alpha))
-
+        entries.append(entry)
     report, figures = build_report(
         entries,
         sources,
@@ -180,17 +200,34 @@ def leaderboard(argv: list[str]) -> None:
         max_tokens=args.max_tokens,
         heatmaps=args.heatmaps,
         device=args.device,
+        smoke=args.quick,
     )
-    path = write_report(report, figures, out)
-    log.info("leaderboard: %s", path)
+    log.info("leaderboard: %s", write_report(report, figures, args.out))
     if args.readme:
-        update_readme(args.readme, report, images=f"{out.as_posix()}/")
+        update_readme(args.readme, report, images=f"{args.out.as_posix()}/")
+
+
+def usage() -> str:
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items()]
+    return "\n".join(
+        [
+            "usage: translate SUBCOMMAND [ARGUMENTS]",
+            "",
+            "subcommands:",
+            *lines,
+            "",
+            "`translate SUBCOMMAND --help` lists a subcommand's arguments.",
+        ]
+    )
 
 
 def main() -> None:
     commands = {"average": average, "generate": generate, "leaderboard": leaderboard}
     if sys.argv[1:2] and sys.argv[1] in commands:
         commands[sys.argv[1]](sys.argv[2:])
+    elif sys.argv[1:2] in ([], ["-h"], ["--help"]):
+        print(usage())
     else:
         cli()
 

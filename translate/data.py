@@ -14,7 +14,6 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -24,17 +23,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from translate.tokenizer import PAD_ID, ModelType, SharedTokenizer
+from translate.batching import Batch, token_budget_batches
+from translate.tokenizer import ModelType, SharedTokenizer
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-LOCAL_COPY_HINT = "../shared/data/multi30k"
 
 
 def load_splits(dataset: str, config: str | None = None, cache_dir: Path | None = None) -> datasets.DatasetDict:
@@ -72,7 +70,7 @@ def _load(dataset: str, config: str | None, cache_dir: Path | None) -> datasets.
             raise FileNotFoundError(
                 f"could not load dataset {dataset!r} from the Hugging Face Hub ({type(e).__name__}: {e}). "
                 f"Without Hub access, point at a local copy of the same files instead, "
-                f"e.g. --data.dataset {LOCAL_COPY_HINT}"
+                "with --data.dataset PATH (a folder of train/validation/test files, or one file)"
             ) from e
     return splits
 
@@ -108,32 +106,6 @@ def within_length(batch: dict[str, list[list[int]]], max_length: int) -> list[bo
         0 < len(s) <= max_length and 0 < len(t) <= max_length
         for s, t in zip(batch["src_ids"], batch["tgt_ids"], strict=True)
     ]
-
-
-@dataclass
-class Batch:
-    """Padded token ids of a batch; `index` is each example's row in its split."""
-
-    src: Tensor  # (B, S) source ids, right-padded
-    src_lengths: Tensor  # (B,)
-    tgt_in: Tensor  # (B, T) bos + y
-    tgt_out: Tensor  # (B, T) y + eos
-    index: Tensor  # (B,)
-
-    def __len__(self) -> int:
-        return self.src.size(0)
-
-    def split(self, parts: int) -> list[Batch]:
-        """The sentences dealt round-robin into `parts` batches (fewer if there are fewer sentences), each cut
-        to its own longest source and target. Rows are sorted by length, so the parts come out alike."""
-        shards = []
-        for part in range(min(parts, len(self))):
-            rows = torch.arange(part, len(self), parts)  # (b,)
-            src_len = max(int(self.src_lengths[rows].max()), 1)
-            tgt_len = int((self.tgt_out[rows] != PAD_ID).sum(1).max())
-            tgt_in, tgt_out = self.tgt_in[rows, :tgt_len], self.tgt_out[rows, :tgt_len]  # (b, t)
-            shards.append(Batch(self.src[rows, :src_len], self.src_lengths[rows], tgt_in, tgt_out, self.index[rows]))
-        return shards
 
 
 def ragged(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,15 +195,7 @@ class TokenBudgetSampler(DistributedSampler):
         order = np.lexsort((tiebreak, self.tgt_lengths, self.src_lengths))
         if not self.shuffle:  # evaluation: each rank batches its own disjoint share of the sentences
             order = order[self.rank :: self.num_replicas]
-        sizes = np.maximum(self.src_lengths, self.tgt_lengths + 1)[order]
-        batches, start, longest = [], 0, 0
-        for i, size in enumerate(sizes):
-            longest = max(longest, size)
-            if (i - start + 1) * longest > self.max_tokens and i > start:
-                batches.append(order[start:i].tolist())
-                start, longest = i, size
-        if start < len(order):
-            batches.append(order[start:].tolist())
+        batches = token_budget_batches(order, np.maximum(self.src_lengths, self.tgt_lengths + 1), self.max_tokens)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
             batches = batches[: len(batches) - len(batches) % self.num_replicas]

@@ -3,12 +3,15 @@ between systems, and BLEU by source-sentence length (the bottleneck curve)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import sacrebleu
 from sacrebleu.significance import PairedTest
+
+CI_DIGITS = 4  # decimals of the bootstrap mean and CI kept from sacreBLEU's report
 
 
 @dataclass
@@ -32,13 +35,16 @@ def corpus_score(hypotheses: Sequence[str], references: Sequence[str], n_bootstr
     metric = sacrebleu.BLEU()
     bleu = metric.corpus_score(list(hypotheses), [list(references)], n_bootstrap=n_bootstrap)
     chrf = sacrebleu.CHRF().corpus_score(list(hypotheses), [list(references)])
+    # sacreBLEU reports the bootstrap's mean and 95 % CI in its JSON form (absent without resampling, or at 0)
+    signature = str(metric.get_signature())
+    resampled = json.loads(bleu.format(width=CI_DIGITS, signature=signature, is_json=True))
     return CorpusScore(
         bleu=bleu.score,
-        bleu_mean=bleu._mean if n_bootstrap > 1 else bleu.score,  # sacreBLEU leaves them -1 without resampling
-        bleu_ci=bleu._ci if n_bootstrap > 1 else 0.0,
+        bleu_mean=resampled.get("confidence_mean", bleu.score),
+        bleu_ci=resampled.get("confidence_var", 0.0),
         chrf=chrf.score,
         sentences=len(hypotheses),
-        signature=str(metric.get_signature()),
+        signature=signature,
     )
 
 

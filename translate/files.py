@@ -4,6 +4,7 @@ to a temporary file in the same folder, are synced, then renamed over the old fi
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -34,6 +35,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    """One line per string, each ended by a newline, written atomically (UTF-8)."""
+    atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8"))
+
+
+def write_json(path: Path, value: object) -> None:
+    """`value` as indented JSON (non-ASCII kept), written atomically."""
+    atomic_write_bytes(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import json
 import logging
 import shlex
 import sys
@@ -20,11 +19,11 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from translate.checkpoints import check_languages, model_from, read_checkpoint, training_record
 from translate.evaluation import bleu_by_length, bucket_of, corpus_score, length_bucket_edges, paired_significance
-from translate.files import atomic_write_bytes
+from translate.files import atomic_write_bytes, write_json
 from translate.machine import describe, machine
-from translate.models.base import check_languages
-from translate.translator import Translation, Translator, model_from, read_checkpoint
+from translate.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +31,10 @@ ATTENTION = {  # what each model's heatmap shows
     "BahdanauSeq2Seq": "additive attention",
     "TransformerSeq2Seq": "last-layer cross-attention, mean over heads",
 }
+SMOKE = (
+    "**Smoke run** (`translate leaderboard --quick`): small models trained for about two minutes each, to show "
+    "that everything works and that the models learn; these are not the models' real scores."
+)
 VOLATILE = ("created", "command", "machine", "decode_seconds", "sentences_per_second")  # differ between runs
 
 
@@ -45,38 +48,52 @@ class Entry:
     alpha: float | None = None
 
 
-def best_checkpoint(directory: Path) -> Path | None:
-    """The best checkpoint that ModelCheckpoint recorded in `directory`/last.ckpt (or last.ckpt
-    itself when none was monitored); None when the directory holds no last.ckpt."""
-    last = Path(directory) / "last.ckpt"
-    if not last.is_file():
-        return None
-    state = read_checkpoint(last)
-    for key, value in state.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
-            best = Path(value["best_model_path"])
-            for candidate in (last.parent / best.name, best):  # the folder may have moved since
-                if candidate.is_file():
-                    return candidate
-            raise FileNotFoundError(f"{last} names {best} as the best checkpoint, but it is not in {last.parent}")
-    return last
-
-
-def training_record(checkpoint: dict) -> dict:
-    """Epochs, steps, training wall time (Lightning's Timer, where the config sets max_time) and hardware."""
-    timer = checkpoint.get("callbacks", {}).get("Timer")
-    hardware = checkpoint.get("hardware")
-    return {
-        "epochs": checkpoint["epoch"] + 1,
-        "steps": checkpoint["global_step"],
-        "train_seconds": round(timer["time_elapsed"]["train"]) if timer else None,
-        "hardware": describe(hardware) if hardware else None,
-    }
-
-
 def heatmap_sentences(sources: Sequence[str], count: int) -> list[int]:
     """The `count` longest sources (by words; ties by position): fixed for a given test split."""
     return sorted(range(len(sources)), key=lambda i: (-len(sources[i].split()), i))[:count]
+
+
+def report_head(sources: Sequence[str], data: dict, beam_size: int, max_tokens: int, smoke: bool) -> dict:
+    """The report before any model: when, by what command, on what machine and data, the length buckets."""
+    lengths = [len(s.split()) for s in sources]
+    edges = length_bucket_edges(lengths)
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(["translate", *sys.argv[1:]]),
+        "machine": machine(),
+        "smoke": smoke,
+        "data": {**data, "sentences": len(sources)},
+        "decoding": {"beam_size": beam_size, "max_tokens": max_tokens},
+        "length_buckets": {
+            "edges": edges,
+            "counts": [sum(bucket_of(n, edges) == b for n in lengths) for b in range(len(edges))],
+        },
+        "models": [],
+        "heatmaps": [],
+    }
+
+
+def entry_translator(entry: Entry, data: dict, device: str) -> tuple[Translator, dict]:
+    """The Translator of an entry's checkpoint (and the checkpoint), refusing one of another language pair."""
+    checkpoint = read_checkpoint(entry.checkpoint)
+    test_data = f"the test data ({data['dataset']})"
+    check_languages(checkpoint.get("languages"), data["languages"], f"checkpoint {entry.checkpoint}", test_data)
+    return Translator(model_from(checkpoint), device), checkpoint
+
+
+def heatmap_figures(
+    entry: Entry, translator: Translator, sources: Sequence[str], examples: list[int], beam_size: int, alpha: float
+) -> list[tuple[int, str, bytes]]:
+    """(sentence, file name, PNG) of the attention heatmaps of the example sentences by one model (none
+    for the context-vector model)."""
+    figures = []
+    details = translator.translate([sources[i] for i in examples], beam_size, alpha, return_details=True)
+    kind = ATTENTION.get(type(translator.model).__name__, "attention")
+    for i, translation in zip(examples, details, strict=True):
+        if translation.attention is not None:
+            figure = attention_figure(translation, f"{entry.name} ({kind}): test sentence {i}")
+            figures.append((i, f"attention_{entry.name}_{i}.png", figure))
+    return figures
 
 
 def build_report(
@@ -90,41 +107,24 @@ def build_report(
     heatmaps: int = 2,
     n_bootstrap: int = 1000,
     device: str = "auto",
+    smoke: bool = False,
 ) -> tuple[dict, dict[str, bytes]]:
     """Decode and score every entry; returns the report (JSON-ready) and its figures (PNG bytes by file name).
 
-    Every model decodes with the same beam; `alpha` overrides each entry's length penalty.
-
-    `data` describes the test data: ``dataset``, ``split`` and ``languages`` (source, target); a
-    checkpoint trained on another language pair is refused.
+    Every model decodes with the same beam; `alpha` overrides each entry's length penalty. `data`
+    describes the test data: ``dataset``, ``split`` and ``languages`` (source, target); a checkpoint
+    trained on another language pair is refused. `smoke` marks the report as a smoke run's.
     """
     names = [entry.name for entry in entries]
     if len(set(names)) < len(names):
         raise ValueError(f"entries need distinct names (they name figures and significance pairs), got {names}")
-    lengths = [len(s.split()) for s in sources]
-    edges = length_bucket_edges(lengths)
-    examples = heatmap_sentences(sources, heatmaps)
-    report = {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(["translate", *sys.argv[1:]]),
-        "machine": machine(),
-        "data": {**data, "sentences": len(sources)},
-        "decoding": {"beam_size": beam_size, "max_tokens": max_tokens},
-        "length_buckets": {
-            "edges": edges,
-            "counts": [sum(bucket_of(n, edges) == b for n in lengths) for b in range(len(edges))],
-        },
-        "models": [],
-        "heatmaps": [],
-    }
+    report = report_head(sources, data, beam_size, max_tokens, smoke)
+    edges, examples = report["length_buckets"]["edges"], heatmap_sentences(sources, heatmaps)
     figures: dict[str, bytes] = {}
     outputs: dict[str, list[str]] = {}
     for k, entry in enumerate(entries):
-        checkpoint = read_checkpoint(entry.checkpoint)
-        test_data = f"the test data ({data['dataset']})"
-        check_languages(checkpoint.get("languages"), data["languages"], f"checkpoint {entry.checkpoint}", test_data)
-        translator = Translator(model_from(checkpoint), device)
-        penalty = next(a for a in (alpha, entry.alpha, translator.model.hparams.alpha) if a is not None)
+        translator, checkpoint = entry_translator(entry, data, device)
+        penalty = next(a for a in (alpha, entry.alpha, translator.model.decoding.alpha) if a is not None)
         log.info("%s: decoding %d sentences with beam %d (%s)", entry.name, len(sources), beam_size, entry.checkpoint)
         start = time.perf_counter()
         hypotheses = translator.translate(sources, beam_size, penalty, max_tokens=max_tokens, progress=True)
@@ -148,13 +148,8 @@ def build_report(
         row["by_length"] = bleu_by_length(sources, hypotheses, references, edges, n_bootstrap)
         report["models"].append(row)
         log.info("%s: BLEU %.2f ± %.2f, chrF %.2f", entry.name, row["bleu"], row["bleu_ci"], row["chrf"])
-        details = translator.translate([sources[i] for i in examples], beam_size, penalty, return_details=True)
-        for i, translation in zip(examples, details, strict=True):
-            if translation.attention is None:  # the context-vector model has no attention to show
-                continue
-            name = f"attention_{entry.name}_{i}.png"
-            kind = ATTENTION.get(row["model"], "attention")
-            figures[name] = attention_figure(translation, f"{entry.name} ({kind}): test sentence {i}")
+        for i, name, figure in heatmap_figures(entry, translator, sources, examples, beam_size, penalty):
+            figures[name] = figure
             report["heatmaps"].append({"model": entry.name, "sentence": i, "file": name})
     report["finding"] = finding(report)
     figures["bleu_by_length.png"] = bleu_by_length_figure(report)
@@ -162,16 +157,20 @@ def build_report(
 
 
 def finding(report: dict) -> str:
-    """One sentence, computed from the numbers, on what the bottleneck curve shows."""
+    """One sentence, computed from the numbers, on what the bottleneck curve shows: for each model, its
+    BLEU on the longest sources against its BLEU on the whole test set (within 5 %: it holds)."""
     models = report["models"]
     if not models:
         return ""
     longest = models[0]["by_length"][-1]
-    scores = ", ".join(f"{m['by_length'][-1]['bleu']:.1f} for {m['name']}" for m in models)
-    shares = ", ".join(f"{m['by_length'][-1]['bleu'] / max(m['bleu'], 1e-9):.0%}" for m in models)
+    parts = []
+    for m in models:
+        share = m["by_length"][-1]["bleu"] / max(m["bleu"], 1e-9)
+        verb = "holds at" if abs(share - 1) <= 0.05 else "falls to" if share < 1 else "rises to"
+        parts.append(f"{m['name']} {verb} {m['by_length'][-1]['bleu']:.1f} ({share:.0%} of its {m['bleu']:.1f})")
     return (
-        f"On the longest source sentences ({longest['bucket']} words, {longest['sentences']} sentences) BLEU falls "
-        f"to {scores}: {shares} of each model's BLEU on the whole test set."
+        f"On the longest source sentences ({longest['bucket']} words, {longest['sentences']} sentences) BLEU "
+        f"against the whole test set: {', '.join(parts)}."
     )
 
 
@@ -226,7 +225,8 @@ def render_markdown(report: dict, images: str = "") -> str:
     """The leaderboard as Markdown; `images` prefixes figure paths (e.g. ``reports/`` for the README)."""
     data, decoding, models = report["data"], report["decoding"], report["models"]
     alphas = ", ".join(f"{m['alpha']} ({m['name']})" for m in models)
-    lines = [
+    lines = [SMOKE, ""] if report.get("smoke") else []
+    lines += [
         f"Test split of `{data['dataset']}` {'→'.join(data['languages'])} ({data['sentences']} sentences), "
         f"beam {decoding['beam_size']}, length penalty alpha {alphas}."
         f" Written by `{report['command']}` on {report['created']} ({describe(report['machine'])}).",
@@ -285,7 +285,7 @@ def write_report(report: dict, figures: dict[str, bytes], directory: Path) -> Pa
         atomic_write_bytes(directory / name, data)
     atomic_write_bytes(directory / "leaderboard.md", ("# Leaderboard\n\n" + render_markdown(report)).encode())
     path = directory / "leaderboard.json"
-    atomic_write_bytes(path, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
+    write_json(path, report)
     return path
 
 

@@ -1,15 +1,19 @@
 """Decoding written once, over the one interface every model offers:
 
-    state = model.encode(src, src_lengths)             # whatever the decoder needs, batch-first
-    log_probs, state = model.decode_step(prev, state)  # prev: (N, 1) -> log_probs: (N, vocab)
-    state = model.reorder(state, indices)              # keep rows `indices` (index_select on dim 0)
+    state = model.encode(src, src_lengths)                        # whatever the decoder needs, batch-first
+    log_probs, state = model.decode_step(prev, state, attention)  # prev: (N, 1) -> log_probs: (N, vocab)
+    state = model.reorder(state, indices)                         # keep rows `indices` (index_select on dim 0)
 
-A state may carry "attention" (N, src_len), the weights of the step just taken; search then
-returns each hypothesis's attention matrix. Search never imports a concrete model.
+With `attention` True, a model with attention puts the weights of the step just taken in the state as
+"attention" (N, src_len); search then returns each hypothesis's attention matrix. How to decode (beam,
+length penalty, length limits, n-best, source truncation) is one :class:`Decoding`. Search never imports
+a concrete model.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,24 +28,65 @@ State = Any
 class Decoder(Protocol):
     def encode(self, src: Tensor, src_lengths: Tensor) -> State: ...
 
-    def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]: ...
+    def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]: ...
 
     def reorder(self, state: State, indices: Tensor) -> State: ...
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How to decode; one object for the configs (`decoding:`), checkpoints, the Translator and the CLI.
+
+    Args:
+        beam_size: 1 decodes greedily; more runs beam search with that many beams.
+        alpha: GNMT length penalty exponent ((5 + length) / 6) ** alpha; 0 ranks by log-probability alone.
+        n_best: how many translations of each source to return (at most `beam_size`).
+        max_len_ratio / max_len_extra: an output has at most ratio * source length + extra tokens.
+        max_source_length: longer sources are truncated to this many tokens, with a warning.
+    """
+
+    beam_size: int = 5
+    alpha: float = 1.0
+    n_best: int = 1
+    max_len_ratio: float = 1.5
+    max_len_extra: int = 10
+    max_source_length: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("beam_size", "n_best", "max_len_extra", "max_source_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        for name in ("alpha", "max_len_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {self.beam_size}")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"n_best must be between 1 and beam_size ({self.beam_size}), got {self.n_best}")
+        if self.max_len_extra < 0 or self.max_source_length < 1:
+            raise ValueError(
+                f"max_len_extra must be >= 0 and max_source_length >= 1, got {self.max_len_extra}, "
+                f"{self.max_source_length}"
+            )
+
+
 @dataclass
 class Hypothesis:
-    """One output: token ids without bos/eos, its score, and (if recorded) attention (len + 1, src_len)."""
+    """One output: token ids without bos/eos, its score (log-probability / GNMT length penalty of its
+    length with eos), and (if recorded) attention (len + 1, src_len)."""
 
     tokens: list[int]
     score: float
     attention: Tensor | None = None
 
 
-def max_output_lengths(src_lengths: Tensor, ratio: float, extra: int, cap: int | None = None) -> Tensor:
+def max_output_lengths(src_lengths: Tensor, decoding: Decoding, cap: int | None = None) -> Tensor:
     """Longest output allowed for each source, eos included: ratio * source length + extra, at most `cap`
     (the longest output the model can decode, if it has such a limit)."""
-    return ((src_lengths.float() * ratio).long() + extra).clamp(min=1, max=cap)  # (B,)
+    limits = (src_lengths.float() * decoding.max_len_ratio).long() + decoding.max_len_extra
+    return limits.clamp(min=1, max=cap)  # (B,)
 
 
 def constrain(log_probs: Tensor, at_limit: Tensor) -> Tensor:
@@ -58,53 +103,103 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5 + length) / 6) ** alpha
 
 
+def search(
+    model: Decoder,
+    src: Tensor,
+    src_lengths: Tensor,
+    decoding: Decoding,
+    max_length: int | None = None,
+    attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """The `decoding.n_best` translations of each source (B, S): greedy for beam size 1, else beam search.
+    `max_length` caps the output (eos included) for a model with a position limit."""
+    if decoding.beam_size == 1:
+        return [[h] for h in greedy_search(model, src, src_lengths, decoding, max_length, attention)]
+    return beam_search(model, src, src_lengths, decoding, max_length, attention)
+
+
 def greedy_search(
     model: Decoder,
     src: Tensor,
     src_lengths: Tensor,
-    max_len_ratio: float = 1.5,
-    max_len_extra: int = 10,
-    max_len_cap: int | None = None,
+    decoding: Decoding = Decoding(beam_size=1),
+    max_length: int | None = None,
+    attention: bool = False,
 ) -> list[Hypothesis]:
     """The most likely next token at every step, for the whole batch at once."""
     batch = src.size(0)
-    limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra, max_len_cap).to(src.device)  # (B,)
+    limits = max_output_lengths(src_lengths, decoding, max_length).to(src.device)  # (B,)
     state = model.encode(src, src_lengths)
     prev = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=src.device)  # (B, 1)
     finished = torch.zeros(batch, dtype=torch.bool, device=src.device)  # (B,)
     scores = torch.zeros(batch, device=src.device)  # (B,)
-    steps, attention = [], []
+    steps, weights = [], []
     for t in range(int(limits.max())):
-        log_probs, state = model.decode_step(prev, state)  # (B, V)
+        log_probs, state = model.decode_step(prev, state, attention)  # (B, V)
         best, prev = constrain(log_probs, limits == t + 1).max(-1, keepdim=True)  # (B, 1)
         scores += best.squeeze(1).masked_fill(finished, 0.0)
         steps.append(prev)
         if "attention" in state:
-            attention.append(state["attention"])
+            weights.append(state["attention"])  # (B, S)
         finished |= prev.squeeze(1) == EOS_ID
         if finished.all():
             break
     tokens = torch.cat(steps, dim=1).tolist()  # (B, L)
-    weights = torch.stack(attention, 1) if attention else None  # (B, L, S)
+    matrices = torch.stack(weights, 1) if weights else None  # (B, L, S)
     hypotheses = []
     for i, row in enumerate(tokens):
         length = row.index(EOS_ID)
-        hypotheses.append(
-            Hypothesis(row[:length], scores[i].item(), None if weights is None else weights[i, : length + 1])
-        )
+        score = scores[i].item() / length_penalty(length + 1, decoding.alpha)
+        hypotheses.append(Hypothesis(row[:length], score, None if matrices is None else matrices[i, : length + 1]))
     return hypotheses
+
+
+@dataclass
+class _Beams:
+    """The live beams of beam search: A active sentences of k beams each, as rows of one batch."""
+
+    active: Tensor  # (A,) sentence of each group of k rows
+    scores: Tensor  # (A, k) log-probability of each beam's prefix
+    tokens: Tensor  # (A*k, t+1) prefixes, bos first
+    attention: Tensor | None  # (A*k, t, S) attention of the prefixes, if recorded
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep (and reorder) the prefix rows `rows`."""
+        self.tokens = self.tokens[rows]
+        self.attention = None if self.attention is None else self.attention[rows]
+
+    def shrink(self, going: Tensor) -> Tensor:
+        """Keep only the sentences where `going` (A,) is True; returns the rows kept (A'*k,)."""
+        k = self.scores.size(1)
+        kept = going.nonzero().squeeze(1)  # (A',)
+        rows = (kept.unsqueeze(1) * k + torch.arange(k, device=kept.device)).view(-1)  # (A'*k,)
+        self.active, self.scores = self.active[kept], self.scores[kept]
+        self.keep(rows)
+        return rows
+
+
+def _finish(
+    beams: _Beams, top_scores: Tensor, origin: Tensor, is_eos: Tensor, t: int, alpha: float, finished: list
+) -> None:
+    """Move the candidates among each sentence's top k that end in eos into `finished`."""
+    k = beams.scores.size(1)
+    for a, c in is_eos[:, :k].nonzero().tolist():
+        row = int(origin[a, c])
+        hypothesis = Hypothesis(
+            beams.tokens[row, 1:].tolist(),
+            top_scores[a, c].item() / length_penalty(t + 1, alpha),
+            None if beams.attention is None else beams.attention[row],
+        )
+        finished[int(beams.active[a])].append(hypothesis)
 
 
 def beam_search(
     model: Decoder,
     src: Tensor,
     src_lengths: Tensor,
-    beam_size: int = 5,
-    alpha: float = 1.0,
-    n_best: int = 1,
-    max_len_ratio: float = 1.5,
-    max_len_extra: int = 10,
-    max_len_cap: int | None = None,
+    decoding: Decoding = Decoding(),
+    max_length: int | None = None,
+    attention: bool = False,
 ) -> list[list[Hypothesis]]:
     """Batched beam search: sentences x beams are one batch of rows at every step.
 
@@ -113,58 +208,42 @@ def beam_search(
     best k others go on. A sentence is done when it has k finished hypotheses, or when its length
     limit forces eos; done sentences leave the batch. Returns the `n_best` best per sentence, sorted.
     """
-    if not 1 <= n_best <= beam_size:
-        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
-    batch, k, device = src.size(0), beam_size, src.device
-    limits = max_output_lengths(src_lengths, max_len_ratio, max_len_extra, max_len_cap).to(device)  # (B,)
+    batch, k, device = src.size(0), decoding.beam_size, src.device
+    limits = max_output_lengths(src_lengths, decoding, max_length).to(device)  # (B,)
     state = model.reorder(model.encode(src, src_lengths), torch.arange(batch, device=device).repeat_interleave(k))
-    active = torch.arange(batch, device=device)  # (A,) sentences still decoding
     scores = torch.full((batch, k), float("-inf"), device=device)  # (A, k)
     scores[:, 0] = 0.0  # all beams start as the same empty prefix: keep one
-    tokens = torch.full((batch * k, 1), BOS_ID, dtype=torch.long, device=device)  # (A*k, t+1)
-    attention: Tensor | None = None  # (A*k, t, S)
+    bos = torch.full((batch * k, 1), BOS_ID, dtype=torch.long, device=device)  # (A*k, 1)
+    beams = _Beams(torch.arange(batch, device=device), scores, bos, None)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
 
     for t in range(int(limits.max())):
-        log_probs, state = model.decode_step(tokens[:, -1:], state)  # (A*k, V)
-        vocab = log_probs.size(-1)
-        at_limit = (limits[active] == t + 1).repeat_interleave(k)  # (A*k,)
-        candidates = scores.view(-1, 1) + constrain(log_probs, at_limit)  # (A*k, V)
-        top_scores, top_ids = candidates.view(len(active), -1).topk(2 * k, dim=1)  # (A, 2k)
-        origin = top_ids // vocab + torch.arange(len(active), device=device).unsqueeze(1) * k  # (A, 2k) rows
+        log_probs, state = model.decode_step(beams.tokens[:, -1:], state, attention)  # (A*k, V)
+        vocab, groups = log_probs.size(-1), len(beams.active)
+        at_limit = (limits[beams.active] == t + 1).repeat_interleave(k)  # (A*k,)
+        candidates = beams.scores.view(-1, 1) + constrain(log_probs, at_limit)  # (A*k, V)
+        top_scores, top_ids = candidates.view(groups, -1).topk(2 * k, dim=1)  # (A, 2k)
+        origin = top_ids // vocab + torch.arange(groups, device=device).unsqueeze(1) * k  # (A, 2k) rows
         next_tokens = top_ids % vocab  # (A, 2k)
         if "attention" in state:
             step = state["attention"].unsqueeze(1)  # (A*k, 1, S)
-            attention = step if attention is None else torch.cat([attention, step], 1)
+            beams.attention = step if beams.attention is None else torch.cat([beams.attention, step], 1)
 
         is_eos = (next_tokens == EOS_ID) & torch.isfinite(top_scores)  # (A, 2k)
-        for a, c in is_eos[:, :k].nonzero().tolist():
-            sentence, row = int(active[a]), int(origin[a, c])
-            finished[sentence].append(
-                Hypothesis(
-                    tokens[row, 1:].tolist(),
-                    top_scores[a, c].item() / length_penalty(t + 1, alpha),
-                    None if attention is None else attention[row],
-                )
-            )
+        _finish(beams, top_scores, origin, is_eos, t, decoding.alpha, finished)
 
         go_on = top_scores.masked_fill(is_eos, float("-inf")).topk(k, dim=1)  # best k non-eos, (A, k)
         rows = origin.gather(1, go_on.indices).view(-1)  # (A*k,)
-        scores = go_on.values  # (A, k)
-        tokens = torch.cat([tokens[rows], next_tokens.gather(1, go_on.indices).view(-1, 1)], 1)  # (A*k, t+2)
-        if attention is not None:
-            attention = attention[rows]
+        beams.scores = go_on.values  # (A, k)
+        beams.keep(rows)
+        beams.tokens = torch.cat([beams.tokens, next_tokens.gather(1, go_on.indices).view(-1, 1)], 1)  # (A*k, t+2)
 
-        done = torch.tensor([len(finished[s]) >= k for s in active.tolist()], device=device)  # (A,)
-        done |= limits[active] <= t + 1
+        done = torch.tensor([len(finished[s]) >= k for s in beams.active.tolist()], device=device)  # (A,)
+        done |= limits[beams.active] <= t + 1
         if done.all():
             break
         if done.any():
-            keep = (~done).nonzero().squeeze(1)  # (A',)
-            keep_rows = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)  # (A'*k,)
-            active, scores, tokens = active[keep], scores[keep], tokens[keep_rows]
-            attention = None if attention is None else attention[keep_rows]
-            rows = rows[keep_rows]
+            rows = rows[beams.shrink(~done)]
         state = model.reorder(state, rows)
 
-    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in finished]
+    return [sorted(hyps, key=lambda h: h.score, reverse=True)[: decoding.n_best] for hyps in finished]

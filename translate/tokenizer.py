@@ -24,6 +24,8 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 ModelType = Literal["unigram", "bpe"]
 # what str.splitlines breaks a line at: decoded text never contains one, so one translation is one line
 LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+# control characters (Unicode category Cc: NUL, tab, carriage return, ...) are read as spaces
+CONTROLS = str.maketrans(dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " "))
 
 
 class SharedTokenizer:
@@ -131,8 +133,16 @@ class SharedTokenizer:
         return self._sp.get_piece_size()
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, without bos/eos."""
-        return self._sp.encode(list(texts), out_type=int)
+        """Token ids of each text, without bos/eos. Control characters count as spaces; a text that is not
+        valid Unicode (a lone surrogate, as from a bad decode) is refused, naming its index."""
+        cleaned = []
+        for i, text in enumerate(texts):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"text at index {i} is not valid Unicode ({e.reason} at position {e.start})") from e
+            cleaned.append(text.translate(CONTROLS))
+        return self._sp.encode(cleaned, out_type=int)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of each id sequence; pad/bos/eos are dropped, and a line break (which byte-fallback pieces

@@ -107,11 +107,11 @@ class BahdanauSeq2Seq(Seq2SeqModule):
         features = self._features(torch.stack(hiddens, 1), embedded, torch.stack(contexts, 1))  # (B, T, E)
         return features, torch.stack(weights, 1) if need_weights else None
 
-    def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+    def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]:
         embedded = self.tgt_embed(prev.squeeze(1))  # (B, E)
-        hidden, context, attention = self.step(self.embed_gates(embedded), state)
+        hidden, context, weights = self.step(self.embed_gates(embedded), state)
         state = {**state, "hidden": hidden}
-        if self.keep_attention:
-            state["attention"] = attention  # (B, S)
+        if attention:
+            state["attention"] = weights  # (B, S)
         logits = self.output(self._features(hidden, embedded, context))  # (B, V)
         return logits.float().log_softmax(-1), state

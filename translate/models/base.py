@@ -1,4 +1,4 @@
-"""What all three models share: loss, optimisation, metrics, decoding and checkpoint contents.
+"""What all three models share: loss, optimisation and the decoding interface.
 
 A subclass builds its layers and implements
 
@@ -6,41 +6,32 @@ A subclass builds its layers and implements
     encode / decode_step / reorder                                the decoding interface (search.py)
 
 and nothing else; `output` is its output layer (an `nn.Linear` E -> V), which the loss fuses with the
-cross-entropy.
+cross-entropy. How to decode is `self.decoding` (search.Decoding): the CLI sets it from the config's
+`decoding:` section, a checkpoint keeps it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Sequence
+import warnings
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import sacrebleu
 import torch
-from sacrebleu.metrics.base import Signature
-from sacrebleu.metrics.bleu import BLEUScore
-from sacrebleu.metrics.chrf import CHRFScore
 from torch import Tensor
 
-from translate.data import Batch
-from translate.files import atomic_write_bytes
-from translate.machine import machine
+from translate.batching import Batch
+from translate.checkpoints import check_languages, extras, restore
+from translate.evaluation import CorpusScore, corpus_score
+from translate.files import write_json, write_lines
 from translate.models.loss import output_cross_entropy
-from translate.models.shards import sharded_loss
-from translate.search import Hypothesis, State, beam_search, greedy_search
+from translate.search import Decoding, Hypothesis, State, search
 from translate.tokenizer import PAD_ID, SharedTokenizer
 
 Scheduler = Literal["inverse_sqrt", "linear", "plateau", "constant"]
-
-
-def check_languages(trained: Sequence[str] | None, given: Sequence[str] | None, model: str, data: str) -> None:
-    """Refuse data in another direction (source, target) than the model was trained on; None is unknown."""
-    if trained and given and tuple(trained) != tuple(given):
-        raise ValueError(f"{model} was trained on {'→'.join(trained)} but {data} is {'→'.join(given)}")
 
 
 class Seq2SeqModule(L.LightningModule):
@@ -56,16 +47,6 @@ class Seq2SeqModule(L.LightningModule):
             ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step,
             for a fixed budget of epochs), ``plateau`` (halve the rate when val/bleu stops rising for
             ``patience`` epochs) or ``constant``.
-        max_len_ratio / max_len_extra: decoded output is at most ratio * source length + extra tokens
-            (and at most `max_output_length`, for a model that has such a limit).
-        beam_size / alpha: beam search at test time (validation decodes greedily); alpha is the GNMT
-            length penalty exponent.
-        max_source_length: longer inputs to the Translator are truncated to this many tokens.
-        train_threads: on the CPU, each training batch is split by sentence into this many shards whose
-            forward and backward passes run side by side, one thread each, with torch's intra-op threads
-            divided among them (models/shards.py); 1: the whole batch on torch's intra-op threads. Results
-            stay deterministic per seed, except for an `nn.GRU` with layers > 1, whose own dropout draws
-            from torch's shared generator. Ignored on other devices.
     """
 
     def __init__(
@@ -79,30 +60,22 @@ class Seq2SeqModule(L.LightningModule):
         scheduler: Scheduler = "constant",
         warmup_steps: int = 1000,
         patience: int = 1,
-        max_len_ratio: float = 1.5,
-        max_len_extra: int = 10,
-        beam_size: int = 5,
-        alpha: float = 1.0,
-        max_source_length: int = 256,
-        train_threads: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if train_threads < 1:
-            raise ValueError(f"train_threads must be at least 1, got {train_threads}")
         if pad_id != PAD_ID:
             raise ValueError(f"pad_id {pad_id} differs from the tokenizer's fixed pad id {PAD_ID}")
         self.vocab_size, self.pad_id = vocab_size, pad_id
         self.tokenizer: SharedTokenizer | None = None
         self.languages: tuple[str, str] | None = None  # (source, target) of the training data
+        self.decoding = Decoding()
         self._hypotheses: dict[int, list[int]] = {}
-        self.keep_attention = False  # decode_step records attention weights in the state when set
         self._resumed_rng_state: Tensor | None = None
 
     # -- what a subclass provides ------------------------------------------------------------------
 
     output: torch.nn.Linear
-    max_output_length: int | None = None  # the longest output the model can decode (the Transformer's positions)
+    max_length: int | None = None  # the longest source and output the model can take (the Transformer's positions)
 
     def features(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
@@ -122,7 +95,9 @@ class Seq2SeqModule(L.LightningModule):
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         raise NotImplementedError
 
-    def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+    def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]:
+        """Log-probabilities (N, V) of the next token after `prev` (N, 1), and the state after it; with
+        `attention`, a model with attention puts this step's weights (N, S) in the state as "attention"."""
         raise NotImplementedError
 
     def reorder(self, state: State, indices: Tensor) -> State:
@@ -151,11 +126,7 @@ class Seq2SeqModule(L.LightningModule):
         return output_cross_entropy(features, output.weight, output.bias, batch.tgt_out, self.pad_id, eps)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        if self.hparams.train_threads > 1 and self.device.type == "cpu":
-            params = [p for p in self.parameters() if p.requires_grad]
-            loss, nll = sharded_loss(self.loss, batch, params, self.hparams.train_threads)
-        else:
-            loss, nll, _tokens = self.loss(batch)
+        loss, nll, _tokens = self.loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.global_step}: stopping "
@@ -166,37 +137,41 @@ class Seq2SeqModule(L.LightningModule):
         self.log("train/ppl", nll.exp(), batch_size=len(batch))
         return loss
 
-    # -- decoding and BLEU -------------------------------------------------------------------------
+    # -- decoding ----------------------------------------------------------------------------------
+
+    def source_limit(self, decoding: Decoding) -> int:
+        """The longest source decoded: `decoding.max_source_length`, within the model's own limit."""
+        return min(decoding.max_source_length, self.max_length or decoding.max_source_length)
 
     def generate(
-        self, src: Tensor, src_lengths: Tensor, beam_size: int = 1, alpha: float = 1.0, n_best: int = 1
+        self, src: Tensor, src_lengths: Tensor, decoding: Decoding | None = None, attention: bool = False
     ) -> list[list[Hypothesis]]:
-        """The `n_best` translations of each source in a batch: greedy for beam size 1, else beam search."""
-        limits = {
-            "max_len_ratio": self.hparams.max_len_ratio,
-            "max_len_extra": self.hparams.max_len_extra,
-            "max_len_cap": self.max_output_length,
-        }
-        if beam_size == 1:
-            return [[h] for h in greedy_search(self, src, src_lengths, **limits)]
-        return beam_search(self, src, src_lengths, beam_size, alpha, n_best, **limits)
+        """The `n_best` translations of each source (B, S), by `decoding` (default: the model's own);
+        with `attention`, each hypothesis carries its attention matrix (models with attention)."""
+        return search(self, src, src_lengths, decoding or self.decoding, self.max_length, attention)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, nll, tokens = self.loss(batch)
         self.log("val/loss", loss, prog_bar=True, batch_size=int(tokens), sync_dist=True)
         self.log("val/ppl", nll.exp(), batch_size=int(tokens), sync_dist=True)
-        self._collect(batch)
+        self._collect(batch, replace(self.decoding, beam_size=1, n_best=1))  # greedy
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._collect(batch, self.hparams.beam_size, self.hparams.alpha)
+        self._collect(batch, self.decoding)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[str]:
         """Translations of a batch of the datamodule's `predict_split`, decoded as in test, in batch order."""
-        return self.tokenizer.decode(self._collect(batch, self.hparams.beam_size, self.hparams.alpha))
+        return self.tokenizer.decode(self._collect(batch, self.decoding))
 
-    def _collect(self, batch: Batch, beam_size: int = 1, alpha: float = 1.0) -> list[list[int]]:
-        """Decode a batch, keep its best hypotheses by corpus row, and return them in batch order."""
-        best = [hyps[0].tokens for hyps in self.generate(batch.src, batch.src_lengths, beam_size, alpha)]
+    def _collect(self, batch: Batch, decoding: Decoding) -> list[list[int]]:
+        """Decode a batch, keep its best hypotheses by corpus row, and return them in batch order.
+        Sources over the limit (:meth:`source_limit`) are truncated, with a warning."""
+        src, lengths, limit = batch.src, batch.src_lengths, self.source_limit(decoding)
+        if src.size(1) > limit:
+            rows = batch.index[lengths > limit].tolist()
+            warnings.warn(f"{len(rows)} source(s) longer than {limit} tokens truncated (rows {rows})", stacklevel=2)
+            src, lengths = src[:, :limit], lengths.clamp(max=limit)
+        best = [hyps[0].tokens for hyps in self.generate(src, lengths, decoding)]
         self._hypotheses.update(zip(batch.index.tolist(), best, strict=True))
         return best
 
@@ -210,69 +185,59 @@ class Seq2SeqModule(L.LightningModule):
     def on_predict_epoch_start(self) -> None:
         self._hypotheses = {}
 
-    def _gathered(self) -> dict[int, list[int]]:
-        """Every rank's hypotheses by corpus row: each rank decoded a disjoint share of the split."""
-        if self.trainer.world_size == 1:
-            return self._hypotheses
-        shares: list[dict[int, list[int]]] = [{} for _ in range(self.trainer.world_size)]
-        torch.distributed.all_gather_object(shares, self._hypotheses)
-        gathered = {row: tokens for share in shares for row, tokens in share.items()}
-        if len(gathered) != sum(len(share) for share in shares):
-            raise RuntimeError("some sentences were decoded on more than one rank: the eval sampler overlaps")
-        return gathered
-
-    def _score(self, split: str) -> tuple[list[str], BLEUScore, CHRFScore, Signature]:
-        """Detokenized hypotheses of all ranks in corpus order, with their sacreBLEU BLEU and chrF."""
-        gathered = self._gathered()
+    def _translations(self) -> tuple[list[int], list[str]]:
+        """The corpus rows decoded by every rank (each decoded a disjoint share), in order, and their translations."""
+        gathered = self._hypotheses
+        if self.trainer.world_size > 1:
+            shares: list[dict[int, list[int]]] = [{} for _ in range(self.trainer.world_size)]
+            torch.distributed.all_gather_object(shares, self._hypotheses)
+            gathered = {row: tokens for share in shares for row, tokens in share.items()}
+            if len(gathered) != sum(len(share) for share in shares):
+                raise RuntimeError("some sentences were decoded on more than one rank: the eval sampler overlaps")
         rows = sorted(gathered)
-        hypotheses = self.tokenizer.decode([gathered[i] for i in rows])
+        return rows, self.tokenizer.decode([gathered[i] for i in rows])
+
+    def _score(self, split: str) -> tuple[list[str], CorpusScore]:
+        """The translations of a split's decoded rows in corpus order, scored by sacreBLEU (evaluation.py)."""
+        rows, translations = self._translations()
         references = self.trainer.datamodule.references(split)
-        references = [references[i] for i in rows]
-        bleu = sacrebleu.BLEU()
-        bleu_score = bleu.corpus_score(hypotheses, [references])
-        chrf_score = sacrebleu.CHRF().corpus_score(hypotheses, [references])
-        return hypotheses, bleu_score, chrf_score, bleu.get_signature()
+        return translations, corpus_score(translations, [references[i] for i in rows], n_bootstrap=1)
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        _, bleu, _, _ = self._score("validation")
-        self.log("val/bleu", bleu.score, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.log("val/bleu", self._score("validation")[1].bleu, prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        hypotheses, bleu, chrf, signature = self._score("test")
-        self.log("test/bleu", bleu.score)
-        self.log("test/chrf", chrf.score)
+        translations, score = self._score("test")
+        self.log("test/bleu", score.bleu)
+        self.log("test/chrf", score.chrf)
         out = Path(self.trainer.log_dir or ".")  # a collective call under DDP: every rank makes it
         if not self.trainer.is_global_zero:
             return
-        atomic_write_bytes(out / "test_hypotheses.txt", "".join(h + "\n" for h in hypotheses).encode())
+        write_lines(out / "test_hypotheses.txt", translations)
         result = {
             "model": type(self).__name__,
             "checkpoint": self.trainer.ckpt_path,
             "parameters": sum(p.numel() for p in self.parameters()),
-            "bleu": bleu.score,
-            "chrf": chrf.score,
-            "signature": str(signature),
-            "bleu_text": str(bleu),
-            "sentences": len(hypotheses),
-            "beam_size": self.hparams.beam_size,
-            "alpha": self.hparams.alpha,
+            **score.as_dict(),
+            **asdict(self.decoding),
             "decode_seconds": round(time.perf_counter() - self._test_start, 1),
         }
-        atomic_write_bytes(out / "test_results.json", (json.dumps(result, indent=2) + "\n").encode())
-        self.print(f"test: {bleu}\ntest: {chrf}\nsignature: {signature}\nhypotheses: {out / 'test_hypotheses.txt'}")
+        write_json(out / "test_results.json", result)
+        hypotheses = out / "test_hypotheses.txt"
+        self.print(
+            f"test: BLEU = {score.bleu:.2f}, chrF = {score.chrf:.2f}\nsignature: {score.signature}\n"
+            f"hypotheses: {hypotheses}"
+        )
 
     def on_predict_epoch_end(self) -> None:
         """Write the translations of the whole split, one line per source in corpus order, beside the logs."""
-        gathered = self._gathered()
+        _, translations = self._translations()
         split = self.trainer.datamodule.predict_split
         out = Path(self.trainer.log_dir or ".") / f"{split}_predictions.txt"  # a collective call under DDP
-        if not self.trainer.is_global_zero:
-            return
-        translations = self.tokenizer.decode([gathered[i] for i in sorted(gathered)])
-        atomic_write_bytes(out, "".join(t + "\n" for t in translations).encode())
-        self.print(f"predict: {len(translations)} sentences of the {split!r} split translated: {out}")
+        if self.trainer.is_global_zero:
+            write_lines(out, translations)
+            self.print(f"predict: {len(translations)} sentences of the {split!r} split translated: {out}")
 
     # -- optimisation ------------------------------------------------------------------------------
 
@@ -317,7 +282,7 @@ class Seq2SeqModule(L.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    # -- the tokenizer travels with the model --------------------------------------------------------
+    # -- the tokenizer travels with the model (checkpoints.py) ---------------------------------------
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer else None
@@ -342,23 +307,8 @@ class Seq2SeqModule(L.LightningModule):
         self.tokenizer = tokenizer
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["tokenizer"] = self.tokenizer.to_bytes() if self.tokenizer else None
-        checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        checkpoint["languages"] = list(self.languages) if self.languages else None
-        checkpoint["hardware"] = machine()
-        checkpoint["rng_state"] = torch.get_rng_state()  # dropout continues as it would have after a resume
+        checkpoint.update(extras(self))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_rng_state = checkpoint.get("rng_state")  # restored when training resumes, not for inference
-        if checkpoint.get("tokenizer"):
-            stored = SharedTokenizer.from_bytes(checkpoint["tokenizer"])
-            if self.tokenizer is not None and stored != self.tokenizer:
-                raise ValueError(
-                    "the checkpoint was trained with another vocabulary than the data's tokenizer "
-                    f"({stored.vocab_size} vs {self.tokenizer.vocab_size} pieces, or other pieces): "
-                    "test it on the dataset and tokenizer settings it was trained with"
-                )
-            self.tokenizer = stored
-        if checkpoint.get("languages"):
-            check_languages(checkpoint["languages"], self.languages, "the checkpoint", "the data")  # data: `setup`
-            self.languages = tuple(checkpoint["languages"])
+        restore(self, checkpoint)  # tokenizer and languages; the decoding settings stay the config's

@@ -4,40 +4,19 @@ torch's CPU dropout draws a Bernoulli sample per element from its serial generat
 random bits per element, four elements to one 64-bit draw, and keeps an element when its bits fall below
 (1 - p) * 2**16: the same distribution with the keep probability rounded to 1/65536, two to three times
 faster forward and backward (benchmarks/results/train_levers.md). On other devices torch's own dropout is used.
-
-Inside `with generator(g):` a thread draws its masks from `g` instead of torch's global generator, so that
-threads training side by side (models/shards.py) draw the same masks in every run.
 """
 
 from __future__ import annotations
-
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_local = threading.local()
-
-
-@contextmanager
-def generator(source: torch.Generator | None) -> Iterator[None]:
-    """Within the block, this thread's CPU dropout masks come from `source` (None: torch's global generator)."""
-    previous = getattr(_local, "generator", None)
-    _local.generator = source
-    try:
-        yield
-    finally:
-        _local.generator = previous
-
 
 def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype) -> Tensor:
     """(1 - p)-Bernoulli mask of `shape`, scaled by 1 / (1 - p) so that it keeps the expectation."""
     numel = shape.numel()
-    source = getattr(_local, "generator", None)
-    words = torch.empty((numel + 3) // 4, dtype=torch.int64).random_(-(2**63), None, generator=source)  # 64 bits each
+    words = torch.empty((numel + 3) // 4, dtype=torch.int64).random_(-(2**63), None)  # 64 bits each
     bits = words.view(torch.int16)[:numel].view(shape)  # 16 random bits per element, in [-2**15, 2**15)
     keep = max(round((1 - p) * 2**16), 1)  # out of 2**16
     return (bits < keep - 2**15).to(dtype).mul_(2**16 / keep)

@@ -107,6 +107,7 @@ class GRUSeq2Seq(Seq2SeqModule):
         """Teacher-forced output-layer input (B, T, E); no attention weights: there is no attention."""
         return self._decode(tgt_in, self.encode(src, src_lengths))[0], None
 
-    def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+    def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]:
+        """One step; `attention` is ignored: the decoder sees the source only through the context vector."""
         features, state = self._decode(prev, state)  # (B, 1, E)
         return self.output(features.squeeze(1)).float().log_softmax(-1), state

@@ -57,22 +57,20 @@ class Attention(nn.Module):
         """Attend from x (B, T, D) to key/value (B, heads, S, dh); mask (B, 1, 1, S) is True where
         attending is allowed. Returns (B, T, D) and, with `need_weights`, weights averaged over heads (B, T, S)."""
         query = self.split(self.query(x))  # (B, heads, T, dh)
-        weights = None
-        dropout_p = self.dropout if self.training else 0.0
-        if need_weights or (dropout_p > 0 and query.device.type == "cpu"):  # on the CPU, dropout's mask is ours
-            scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, heads, T, S)
-            if causal:
-                scores = scores.masked_fill(scores.new_ones(scores.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            probs = scores.softmax(-1)
-            weights = probs.mean(1) if need_weights else None  # (B, T, S)
-            attended = dropout(probs.to(value.dtype), self.dropout, self.training) @ value  # (B, heads, T, dh)
-        else:
+        if not need_weights:
+            dropout_p = self.dropout if self.training else 0.0
             attended = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=mask, is_causal=causal, dropout_p=dropout_p
-            )
-        return self.out(attended.transpose(1, 2).flatten(2)), weights  # (B, T, D)
+            )  # (B, heads, T, dh)
+            return self.out(attended.transpose(1, 2).flatten(2)), None  # (B, T, D)
+        scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, heads, T, S)
+        if causal:
+            scores = scores.masked_fill(scores.new_ones(scores.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = scores.softmax(-1)  # (B, heads, T, S)
+        attended = dropout(probs.to(value.dtype), self.dropout, self.training) @ value  # (B, heads, T, dh)
+        return self.out(attended.transpose(1, 2).flatten(2)), probs.mean(1)  # (B, T, D), (B, T, S)
 
 
 class FeedForward(nn.Sequential):
@@ -146,7 +144,7 @@ class TransformerSeq2Seq(Seq2SeqModule):
     ) -> None:
         super().__init__(vocab_size=vocab_size, **kwargs)
         self.d_model, self.max_positions = d_model, max_positions
-        self.max_output_length = max_positions  # decoding feeds output position t at step t
+        self.max_length = max_positions  # the longest source, and output (decoding feeds position t at step t)
         self.src_embed = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         self.tgt_embed = self.src_embed if tie_embeddings else nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         self.register_buffer("positions", sinusoids(max_positions, d_model), persistent=False)
@@ -205,9 +203,9 @@ class TransformerSeq2Seq(Seq2SeqModule):
         cross-attention averaged over heads (B, T, S)."""
         return self._decode(tgt_in, self.encode(src, src_lengths), False, need_weights)
 
-    def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+    def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]:
         state = {**state, "layers": [dict(cache) for cache in state["layers"]]}
-        features, weights = self._decode(prev, state, incremental=True, need_weights=self.keep_attention)
+        features, weights = self._decode(prev, state, incremental=True, need_weights=attention)
         if weights is not None:
             state["attention"] = weights.squeeze(1)  # (B, S)
         return self.output(features.squeeze(1)).float().log_softmax(-1), state
