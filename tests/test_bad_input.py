@@ -254,3 +254,40 @@ def test_failed_write_leaves_the_earlier_report_intact(trained, tiny_dm, tmp_pat
     with pytest.raises(OSError, match="No space left"):
         write_report(changed, figures, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary files left either
+
+
+# -- arguments checked at the door ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("beam_size", [2.5, "5", True])
+def test_beam_size_that_is_not_an_integer_is_named(translator, beam_size):
+    with pytest.raises(TypeError, match="beam_size must be an integer"):
+        translator.translate(DE[1], beam_size=beam_size)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -0.5])
+def test_alpha_that_is_not_finite_or_negative_is_named(translator, trained, tmp_path, alpha):
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        translator.translate(DE[1], alpha=alpha)
+    source = tmp_path / "in.de"
+    source.write_text(DE[1] + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        generate(["--checkpoint", str(trained), "--input", str(source), "--alpha", str(alpha)])
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        leaderboard(["--alpha", str(alpha), "--out", str(tmp_path / "r")])
+
+
+def test_text_that_is_not_valid_unicode_names_its_index(translator):
+    with pytest.raises(ValueError, match="text at index 1 is not valid Unicode"):
+        translator.translate([DE[1], "der Hund \ud800"])
+
+
+def test_control_characters_read_as_spaces(translator):
+    words = DE[9].split()
+    for separator in ("\t", "\x00", "\r", "\x1f", "\x85"):
+        assert translator.translate(separator.join(words)) == EN[9]
+
+
+def test_directory_given_as_checkpoint_is_named(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        Translator.from_checkpoint(tmp_path)

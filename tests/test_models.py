@@ -7,8 +7,8 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import CONFIGS, TINY, cli_args, run_cli, tiny_model, train_tiny
-from translate.data import Batch
+from conftest import CONFIGS, TINY, cli_args, make_pairs, run_cli, tiny_model, train_tiny, write_jsonl
+from translate.batching import Batch
 from translate.models import GRUSeq2Seq
 from translate.tokenizer import BOS_ID, PAD_ID
 
@@ -137,6 +137,28 @@ def test_cli_fit_fast_dev_run_then_test_and_predict(name, tiny_corpus, tmp_path,
     (predictions,) = tmp_path.glob(f"logs/{name}/version_*/test_predictions.txt")
     assert predictions.read_text() == (results.parent / "test_hypotheses.txt").read_text()  # decoded as in test
     assert len(predictions.read_text().splitlines()) == 50
+    assert list(tmp_path.glob(f"logs/tensorboard/{name}/version_*/events.out.tfevents.*"))  # TensorBoard's curves
+
+
+def test_cli_tests_an_old_checkpoint_and_truncates_sources_beyond_the_positions(tmp_path, monkeypatch):
+    """A checkpoint from before the decoding section (decoding keys among its hyper-parameters) still tests,
+    with the config's decoding; a test source longer than the Transformer's positions is truncated, not a crash."""
+    monkeypatch.chdir(tmp_path)
+    pairs = make_pairs(400, seed=0, max_words=6)
+    long = {"de": " ".join(p["de"] for p in pairs[:12]), "en": " ".join(p["en"] for p in pairs[:12])}
+    for split, rows in (("train", pairs), ("validation", pairs[:20]), ("test", [*pairs[:20], long])):
+        write_jsonl(tmp_path / "corpus" / f"{split}.jsonl", rows)
+    args = [*cli_args("transformer", tmp_path / "corpus", tmp_path / "cache"), "--model.init_args.max_positions=24"]
+    run_cli("fit", *args, "--trainer.max_steps=2", "--trainer.limit_val_batches=0")
+    old = torch.load(tmp_path / "checkpoints/transformer/last.ckpt", map_location="cpu", weights_only=True)
+    old.pop("decoding")
+    old["hyper_parameters"] = {**old["hyper_parameters"], "beam_size": 3, "alpha": 0.7, "train_threads": 1}
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.warns(UserWarning, match="longer than 24 tokens truncated"):
+        run_cli("test", *args, "--decoding.beam_size=2", f"--ckpt_path={tmp_path / 'old.ckpt'}")
+    (results,) = tmp_path.glob("logs/transformer/version_*/test_results.json")
+    record = json.loads(results.read_text())
+    assert record["sentences"] == 21 and record["beam_size"] == 2
 
 
 def test_checkpoint_carries_tokenizer_and_class(tiny_corpus, tmp_path, monkeypatch):

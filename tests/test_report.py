@@ -15,6 +15,7 @@ from translate.cli import leaderboard
 from translate.report import (
     Entry,
     build_report,
+    finding,
     render_markdown,
     strip_volatile,
     update_readme,
@@ -171,3 +172,21 @@ def test_leaderboard_command_trains_once_then_reuses(tiny_corpus, tmp_path, monk
 def test_leaderboard_rejects_unknown_checkpoint_name(tmp_path):
     with pytest.raises(ValueError, match="--checkpoint names \\['rnn'\\]"):
         leaderboard(["--checkpoint", "rnn=x.ckpt", "--out", str(tmp_path)])
+
+
+def test_finding_says_what_the_numbers_say(built):
+    report, _ = built
+    models = [
+        {"name": name, "bleu": 30.0, "by_length": [{"bucket": "18-30", "sentences": 51, "bleu": longest}]}
+        for name, longest in (("gru", 15.0), ("bahdanau", 29.5), ("transformer", 34.2))
+    ]
+    text = finding({**report, "models": models})
+    assert "gru falls to 15.0 (50% of its 30.0)" in text
+    assert "bahdanau holds at 29.5 (98% of its 30.0)" in text
+    assert "transformer rises to 34.2 (114% of its 30.0)" in text
+
+
+def test_smoke_report_says_so(built):
+    report, _ = built
+    assert "Smoke run" not in render_markdown(report)
+    assert render_markdown({**report, "smoke": True}).startswith("**Smoke run**")

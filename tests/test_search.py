@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from translate.models import BahdanauSeq2Seq, GRUSeq2Seq, TransformerSeq2Seq
-from translate.search import Decoding, beam_search, greedy_search
+from translate.search import Decoding, beam_search, greedy_search, length_penalty
 from translate.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 SIZES = {
@@ -145,3 +145,17 @@ def test_transformer_output_stops_within_its_positions():
         beam = m.generate(src, lengths, Decoding(beam_size=3))
     lengths = [15, 13]  # + eos: 16 (its positions), 14 (1.5 * 3 + 10)
     assert [len(h[0].tokens) for h in greedy] == [len(h[0].tokens) for h in beam] == lengths
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_greedy_scores_are_length_normalised_like_beam_scores(alpha):
+    """A greedy score is the hypothesis's log-probability over the GNMT penalty of its length with eos."""
+    m = model(TransformerSeq2Seq)
+    src, lengths = sources()
+    with torch.inference_mode():
+        for i, hyp in enumerate(greedy_search(m, src, lengths, Decoding(beam_size=1, alpha=alpha))):
+            state, total = m.encode(src[i : i + 1], lengths[i : i + 1]), 0.0
+            for prev, nxt in zip([BOS_ID, *hyp.tokens], [*hyp.tokens, EOS_ID], strict=True):
+                log_probs, state = m.decode_step(torch.tensor([[prev]]), state)
+                total += log_probs[0, nxt].item()
+            assert hyp.score == pytest.approx(total / length_penalty(len(hyp.tokens) + 1, alpha), abs=1e-4)

@@ -138,3 +138,30 @@ def test_average_refuses_what_is_not_one_model(trained, tmp_path):
         average_checkpoints([trained])
     with pytest.raises(ValueError, match="would be overwritten"):
         average(["--checkpoints", str(trained), str(trained), "--output", str(trained)])
+
+
+def test_translating_loads_no_training_data_code(trained, tmp_path):
+    code = (
+        "import sys; from translate import Translator; "
+        f"Translator.from_checkpoint({str(trained)!r}).translate('der Hund'); "
+        "print(sorted(m for m in ('datasets', 'translate.data', 'pyarrow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_names_every_subcommand():
+    out = subprocess.run([sys.executable, "-m", "translate.cli", "--help"], capture_output=True, text=True, check=True)
+    for name in ("fit", "validate", "test", "predict", "generate", "leaderboard", "average"):
+        assert any(line.split()[:1] == [name] for line in out.stdout.splitlines()), name
+
+
+def test_checkpoint_from_before_the_decoding_section_still_loads(trained, tmp_path):
+    """Older checkpoints kept the decoding settings among the model's hyper-parameters (and train_threads)."""
+    old = torch.load(trained, map_location="cpu", weights_only=True)
+    old.pop("decoding")
+    old["hyper_parameters"] = {**old["hyper_parameters"], "beam_size": 3, "alpha": 0.7, "train_threads": 1}
+    torch.save(old, tmp_path / "old.ckpt")
+    translator = Translator.from_checkpoint(tmp_path / "old.ckpt")
+    assert (translator.model.decoding.beam_size, translator.model.decoding.alpha) == (3, 0.7)
+    assert translator.translate(DE[:3]) == EN[:3]

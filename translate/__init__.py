@@ -1,7 +1,23 @@
-"""translate: three generations of neural machine translation, trained, compared and served."""
+"""translate: three generations of neural machine translation, trained, compared and served.
 
-from translate.data import TranslationDataModule
-from translate.tokenizer import SharedTokenizer
-from translate.translator import Translation, Translator
+The names below are imported when first used, so that `from translate import Translator` loads no
+training code (no `datasets`)."""
 
-__all__ = ["SharedTokenizer", "Translation", "TranslationDataModule", "Translator"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SharedTokenizer": "translate.tokenizer",
+    "Translation": "translate.translator",
+    "TranslationDataModule": "translate.data",
+    "Translator": "translate.translator",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'translate' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
