@@ -21,8 +21,8 @@ from translate.machine import describe, machine
 from translate.search import Decoding
 from translate.tokenizer import SharedTokenizer
 
-if TYPE_CHECKING:
-    from translate.models.base import Seq2SeqModule
+if TYPE_CHECKING:  # a translate model (models/base.py's Seq2SeqModule), which imports this module
+    from lightning import LightningModule as Seq2SeqModule
 
 REQUIRED = ("model_class", "hyper_parameters", "state_dict", "tokenizer")
 # hyper-parameters of checkpoints written before the decoding settings had a section of their own (and
