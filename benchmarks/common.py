@@ -1,17 +1,22 @@
 """What every benchmark records beside its numbers (machine, date, command, versions), and a bare training update."""
 
+from __future__ import annotations
+
 import datetime
 import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from translate.data import Batch
 from translate.machine import machine
-from translate.models import Seq2SeqModule
+
+if TYPE_CHECKING:  # not imported: train_throughput.py --revision runs this module against older packages
+    from translate.batching import Batch
+    from translate.models import Seq2SeqModule
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -13,8 +13,9 @@ import re
 import shutil
 from pathlib import Path
 
-import torch
 from common import RESULTS, write_results
+
+from translate.checkpoints import read_checkpoint, training_record
 
 MODELS = ("gru", "bahdanau", "transformer")
 
@@ -40,14 +41,14 @@ def main() -> None:
     for model in MODELS:
         record = newest_results(args.logs, model)
         greedy = newest_results(args.greedy_logs, model) if args.greedy_logs else {}
-        checkpoint = torch.load(record["checkpoint"], map_location="cpu", weights_only=True)
+        trained = training_record(read_checkpoint(record["checkpoint"]))
         wall = re.search(rf"== {model} fit done rc=0 wall_s=(\d+)", driver)
         rows.append(
             {
                 "model": model,
                 **record,
-                "epochs": checkpoint["epoch"] + 1,
-                "steps": checkpoint["global_step"],
+                "epochs": trained["epochs"],
+                "steps": trained["steps"],
                 "fit_wall_s": int(wall[1]) if wall else None,
                 "greedy_bleu": greedy.get("bleu"),
                 "fit_command": f"translate fit --config configs/{model}.yaml --data.dataset ../shared/data/multi30k",

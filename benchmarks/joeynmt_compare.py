@@ -1,10 +1,8 @@
 """Training speed side by side with JoeyNMT 2.3.0 on the same machine: target tokens/s of the same
 Transformer size (d_model 256, 3+3 layers, 4 heads, ff 1024, joint SentencePiece 8000) and update size: JoeyNMT's
 `batch_size: 4096` (tokens, counted its way) makes ~265 updates per Multi30k epoch; ours, by default, one batch of
-2,048 padded tokens per update, 252 updates, in two shards trained side by side on two threads
-(`--max-tokens 2048 --accumulate 1 --train-threads 2`: a few percent faster here than one shard,
-benchmarks/results/train_throughput_threads.md). `--max-tokens 1024 --accumulate 2 --train-threads 1` accumulates
-two batches of configs/transformer.yaml's size on torch's intra-op threads instead (245 updates).
+2,048 padded tokens per update, 252 updates (`--max-tokens 2048 --accumulate 1`). `--max-tokens 1024 --accumulate 2`
+accumulates two batches of configs/transformer.yaml's size instead (245 updates).
 
     ../shared/peers/joeynmt/setup.sh ../peer-joeynmt && ../shared/peers/joeynmt/run.sh ../peer-joeynmt [UPDATES]
     python benchmarks/joeynmt_compare.py --joeynmt ../peer-joeynmt [--epoch]
@@ -50,14 +48,13 @@ def peer_training(work: Path) -> dict:
     }
 
 
-def our_training(dataset: str, steps: int, max_tokens: int, accumulate: int, train_threads: int) -> dict:
-    """configs/transformer.yaml in fp32, `accumulate` batches of `max_tokens` per update, each in `train_threads`
-    shards, timed by benchmarks/train_throughput.py in a child process."""
+def our_training(dataset: str, steps: int, max_tokens: int, accumulate: int) -> dict:
+    """configs/transformer.yaml in fp32, `accumulate` batches of `max_tokens` per update, timed by
+    benchmarks/train_throughput.py in a child process."""
     script, config = ROOT / "benchmarks" / "train_throughput.py", ROOT / "configs" / "transformer.yaml"
     child = [sys.executable, str(script), "--dataset", dataset, "--child", str(config), "32-true", "2", str(steps)]
     child += ["--child-max-tokens", str(max_tokens), "--child-accumulate", str(accumulate)]
-    child += ["--child-train-threads", str(train_threads)]
-    out = subprocess.run(child, capture_output=True, text=True)
+    out = subprocess.run(child, capture_output=True, text=True, cwd=ROOT)  # the data caches of `translate fit`
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -70,7 +67,6 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=50, help="timed updates of ours")
     parser.add_argument("--max-tokens", type=int, default=2048, help="our batch size: ~JoeyNMT's updates per epoch")
     parser.add_argument("--accumulate", type=int, default=1, help="batches per update")
-    parser.add_argument("--train-threads", type=int, default=2, help="model.train_threads: shards side by side")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours (processes): the median counts")
     parser.add_argument("--epoch", action="store_true", help="also time the rest of one epoch of ours after 2 updates")
     args = parser.parse_args()
@@ -79,7 +75,7 @@ def main() -> None:
     peer_epoch = peer["training"]["first_epoch"]
     if args.epoch and not peer_epoch:
         raise SystemExit(f"--epoch: {args.joeynmt / 'train.log'} has no whole first epoch (run JoeyNMT 300 updates)")
-    ours_setting = (args.max_tokens, args.accumulate, args.train_threads)
+    ours_setting = (args.max_tokens, args.accumulate)
     runs = [our_training(args.dataset, args.train_steps, *ours_setting) for _ in range(args.repeats)]
     speeds = [run["target_tokens_per_s"] for run in runs]
     median = sorted(runs, key=lambda run: run["target_tokens_per_s"])[len(runs) // 2]
@@ -102,8 +98,7 @@ def main() -> None:
     table += (
         f"| update | `batch_size: {peer['training']['batch_size']}` tokens (its count) "
         f"| {ours['training']['accumulate']} x {ours['training']['max_tokens']} padded tokens, "
-        f"{ours['training']['steps_per_epoch']} updates per epoch, "
-        f"`train_threads: {ours['training']['train_threads']}` |\n"
+        f"{ours['training']['steps_per_epoch']} updates per epoch |\n"
         f"| training target tokens/s, fp32 (median of JoeyNMT's log lines; ours: median of {len(runs)} runs of "
         f"{median['steps']} updates, {', '.join(f'{v:.0f}' for v in speeds)}) "
         f"| {peer['training']['target_tokens_per_s']:.0f} "

@@ -29,6 +29,7 @@ from translate.models.transformer import TransformerSeq2Seq, sinusoids
 from translate.tokenizer import PAD_ID, UNK_ID
 
 JOEY_UNK, JOEY_PAD = 0, 1  # JoeyNMT puts <unk> first; we put <pad> first. bos 2 and eos 3 agree.
+BEAM_SIZE, ALPHA = 5, 1.0  # both decoders' (JoeyNMT's testing section, our Translator's arguments)
 
 
 def joey_ids(vocab_size: int) -> torch.Tensor:
@@ -100,6 +101,7 @@ def convert(model: TransformerSeq2Seq, peer_config: Path, out: Path) -> Path:
         config["data"][side]["voc_file"] = str(out / "vocab.txt")
         config["data"][side]["tokenizer_cfg"]["model_file"] = str(out / "sp.model")
     config["testing"]["load_model"] = str(out / "model.ckpt")
+    config["testing"].update(beam_size=BEAM_SIZE, beam_alpha=ALPHA)
     sizes = {"hidden_size": hp.d_model, "ff_size": hp.ff_dim, "num_heads": hp.heads}
     for part, n in zip(("encoder", "decoder"), layers, strict=True):
         config["model"][part].update(sizes, num_layers=n)
@@ -127,9 +129,9 @@ def joeynmt_decode(venv_python: Path, config: Path) -> dict:
 
 
 def our_decode(translator: Translator, sources: list[str], max_tokens: int) -> dict:
-    translator.translate(sources[:16], beam_size=5)  # warm-up
+    translator.translate(sources[:16], beam_size=BEAM_SIZE)  # warm-up
     start = time.perf_counter()
-    hypotheses = translator.translate(sources, beam_size=5, alpha=1.0, max_tokens=max_tokens)
+    hypotheses = translator.translate(sources, beam_size=BEAM_SIZE, alpha=ALPHA, max_tokens=max_tokens)
     return {
         "max_tokens": max_tokens,
         "test_decode_seconds": round(time.perf_counter() - start, 2),
@@ -164,15 +166,19 @@ def main() -> None:
         run["test_sacrebleu"] = round(sacrebleu.corpus_bleu(hypotheses, [references]).score, 2)
         run["same_output_as_joeynmt"] = sum(a == b for a, b in zip(hypotheses, joey_hypotheses, strict=True))
     slowest = max(run["test_decode_seconds"] for name, run in runs.items() if name != "joeynmt")
+    decoding = translator.model.decoding  # the checkpoint's; beam and alpha are overridden above
     results = {
         "checkpoint": args.checkpoint,
-        "beam_size": 5,
-        "alpha": 1.0,
+        "beam_size": BEAM_SIZE,
+        "alpha": ALPHA,
+        "joeynmt_max_output_length": yaml.safe_load(config.read_text())["testing"].get("max_output_length"),
+        "our_max_length": f"{decoding.max_len_ratio} x source + {decoding.max_len_extra}",
         "runs": runs,
         "speedup_worst_case": round(runs["joeynmt"]["test_decode_seconds"] / slowest, 2),
     }
     table = (
-        "| decoder (same weights, beam 5, alpha 1.0) | test decode (s) | speedup | sacreBLEU | same output as JoeyNMT |"
+        f"| decoder (same weights, beam {BEAM_SIZE}, alpha {ALPHA}) | test decode (s) | speedup | sacreBLEU "
+        "| same output as JoeyNMT |"
     )
     table += "\n|---|---|---|---|---|\n"
     for name, run in runs.items():

@@ -2,8 +2,8 @@
 
 Beam-5 decoding of the 1,014 validation sentences at every alpha of a grid; sacreBLEU, its brevity
 penalty and the hypothesis/reference length ratio show whether outputs run short or long. The best
-alpha goes into the model's config (``model.init_args.alpha``), which `translate test` and the
-leaderboard decode with.
+alpha goes into the config's ``decoding:`` section (``alpha``; ``--decoding.alpha`` on the command line),
+which `translate test` and the leaderboard decode with.
 
     python benchmarks/length_penalty.py --checkpoint gru=checkpoints/gru/<best>.ckpt ...
 """

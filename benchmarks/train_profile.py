@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=4, help="untimed updates first")
     parser.add_argument("--steps", type=int, default=8, help="profiled updates")
     parser.add_argument("--top", type=int, default=15, help="operators listed")
+    parser.add_argument("--name", default="train_profile", help="results/<name>.json and .md")
     args = parser.parse_args()
 
     batching = [f"--data.max_tokens={args.max_tokens}"] if args.max_tokens else []
@@ -135,7 +136,7 @@ def main() -> None:
     table += f"per update ({results['matmul_replay_gflops_per_s']} GFLOP/s), "
     table += f"**{results['matmul_only_target_tokens_per_s']:.0f} target tokens/s** "
     table += "if nothing else took time."
-    write_results("train_profile", results, table)
+    write_results(args.name, results, table)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ import torch.distributed as dist
 from common import update, write_results
 from torch.nn.parallel import DistributedDataParallel
 
+from translate.batching import Batch
 from translate.cli import cli
-from translate.data import Batch
 
 SETTINGS = {
     "1 process x 2 threads (default)": (1, 2, {}),

@@ -107,13 +107,11 @@ def measure(
     max_tokens: int | None,
     compiled: bool,
     accumulate: int = 1,
-    train_threads: int | None = None,
 ) -> dict:
     """One (model, precision, batch size, compiled or not): run in a child process. `warmup` and `steps`
     count updates, within one epoch (it ends the run); with `accumulate`, each update is that many batches of
     `max_tokens`."""
     batching = [f"--data.max_tokens={max_tokens}"] if max_tokens else []
-    batching += [f"--model.init_args.train_threads={train_threads}"] if train_threads else []
     parsed = cli(["--config", config, f"--data.dataset={dataset}", *batching], run=False)
     model, dm = parsed.model, parsed.datamodule
     timer = StepTimer(warmup * accumulate)
@@ -144,7 +142,6 @@ def measure(
         "precision": precision,
         "compiled": compiled,
         "max_tokens": dm.max_tokens,
-        "train_threads": model.hparams.get("train_threads", 1),  # code before it trained each batch whole
         "accumulate": accumulate,
         "steps_per_epoch": len(dm.train_dataloader()) // accumulate,
         "steps": updates,
@@ -159,7 +156,7 @@ def measure(
 
 def revision_ratios(rows: list[dict], revision: str) -> list[dict]:
     """Per configuration, the median target tokens/s at `revision` and in the working tree, and their ratio."""
-    setting = ("config", "precision", "max_tokens", "train_threads", "compiled")
+    setting = ("config", "precision", "max_tokens", "compiled")
     speeds: dict[tuple, dict[str, list[float]]] = {}
     for row in rows:
         by_code = speeds.setdefault(tuple(row[k] for k in setting), {revision: [], "working tree": []})
@@ -182,7 +179,6 @@ def main() -> None:
     parser.add_argument("--bf16-steps", type=int, default=2, help="timed steps in bf16 (slow on CPUs without bf16)")
     parser.add_argument("--bf16-models", nargs="+", help="models to time in bf16 (default: all of --models)")
     parser.add_argument("--max-tokens", type=int, nargs="+", help="batch sizes to time (default: each config's own)")
-    parser.add_argument("--train-threads", type=int, nargs="+", help="model.train_threads to time (default: config's)")
     parser.add_argument("--compile", action="store_true", help="also time each with torch.compile")
     parser.add_argument("--revision", help="also time the package at this git revision, alternately")
     parser.add_argument("--repeats", type=int, default=1, help="times each configuration is timed")
@@ -191,7 +187,6 @@ def main() -> None:
     parser.add_argument("--child-max-tokens", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-accumulate", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--child-train-threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         config, precision, warmup, steps = args.child
@@ -204,7 +199,6 @@ def main() -> None:
             args.child_max_tokens,
             args.child_compile,
             args.child_accumulate,
-            args.child_train_threads,
         )
         print(json.dumps(row))
         return
@@ -225,10 +219,9 @@ def main() -> None:
         args.max_tokens or [None],
         [False, True] if args.compile else [False],
         range(args.repeats),
-        args.train_threads or [None],
         trees.items(),
     )
-    for name, precision, max_tokens, compiled, _, train_threads, (code, tree) in grid:
+    for name, precision, max_tokens, compiled, _, (code, tree) in grid:
         if precision.startswith("bf16") and args.bf16_models and name not in args.bf16_models:
             continue
         steps = args.bf16_steps if precision.startswith("bf16") else args.steps
@@ -236,7 +229,6 @@ def main() -> None:
         child = [sys.executable, __file__, "--dataset", args.dataset, "--child", config, precision]
         child += [str(args.warmup), str(steps)] + (["--child-max-tokens", str(max_tokens)] if max_tokens else [])
         child += ["--child-compile"] if compiled else []
-        child += ["--child-train-threads", str(train_threads)] if train_threads else []
         path = [str(tree), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         out = subprocess.run(child, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
@@ -255,7 +247,6 @@ def main() -> None:
         "precision",
         "compiled",
         "max_tokens",
-        "train_threads",
         "steps_per_epoch",
         "steps",
         "ms_per_step",
@@ -273,9 +264,8 @@ def main() -> None:
     if args.revision:
         results["ratios"] = revision_ratios(rows, args.revision)
         table += f"\n\nMedian target tokens/s of the working tree against revision {args.revision}:\n\n"
-        table += "| config | precision | max_tokens | train_threads | compiled "
-        table += f"| {args.revision} | working tree | ratio |\n"
-        table += "|---|---|---|---|---|---:|---:|---:|\n"
+        table += f"| config | precision | max_tokens | compiled | {args.revision} | working tree | ratio |\n"
+        table += "|---|---|---|---|---:|---:|---:|\n"
         table += "\n".join("| " + " | ".join(str(v) for v in r.values()) + " |" for r in results["ratios"])
     write_results(args.name, results, table)
 
