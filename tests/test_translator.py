@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ from conftest import DE, EN, tiny_model
 from translate import Translation, Translator
 from translate.checkpoints import average_checkpoints
 from translate.cli import average, main
+from translate.models import Seq2SeqModule
 from translate.search import Decoding
 
 
@@ -165,3 +167,13 @@ def test_checkpoint_from_before_the_decoding_section_still_loads(trained, tmp_pa
     translator = Translator.from_checkpoint(tmp_path / "old.ckpt")
     assert (translator.model.decoding.beam_size, translator.model.decoding.alpha) == (3, 0.7)
     assert translator.translate(DE[:3]) == EN[:3]
+    assert Seq2SeqModule.load_from_checkpoint(tmp_path / "old.ckpt").decoding == translator.model.decoding
+    new = Seq2SeqModule.load_from_checkpoint(trained, dropout=0.0)  # Lightning's loader, a hyper-parameter replaced
+    assert new.decoding == Decoding(**torch.load(trained, weights_only=True)["decoding"]) and new.hparams.dropout == 0.0
+    averaged = average_checkpoints([tmp_path / "old.ckpt", trained])  # one run saved before and after the change
+    assert averaged["state_dict"].keys() == old["state_dict"].keys()
+
+
+def test_decoding_settings_are_plain_numbers():
+    decoding = Decoding(beam_size=np.int64(3), alpha=np.float32(0.5), max_len_extra=np.int32(4))
+    assert [type(v) for v in vars(decoding).values()] == [int, float, int, float, int, int]

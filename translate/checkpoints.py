@@ -72,12 +72,13 @@ def decoding_of(checkpoint: dict) -> Decoding:
     return Decoding(**{k: v for k, v in checkpoint["hyper_parameters"].items() if k in names})
 
 
-def model_from(checkpoint: dict) -> Seq2SeqModule:
-    """The model of a checkpoint read by :func:`read_checkpoint`, with its tokenizer and decoding settings."""
+def model_from(checkpoint: dict, **overrides: Any) -> Seq2SeqModule:
+    """The model of a checkpoint read by :func:`read_checkpoint`, with its tokenizer and decoding settings;
+    `overrides` replace hyper-parameters."""
     module, _, name = checkpoint["model_class"].rpartition(".")
     model_class = getattr(importlib.import_module(module), name)
     hparams = {k: v for k, v in without_legacy(checkpoint["hyper_parameters"]).items() if not k.startswith("_")}
-    model = model_class(**hparams)
+    model = model_class(**{**hparams, **overrides})
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
     model.decoding = decoding_of(checkpoint)
@@ -111,6 +112,11 @@ def check_languages(trained: Sequence[str] | None, given: Sequence[str] | None, 
         raise ValueError(f"{model} was trained on {'→'.join(trained)} but {data} is {'→'.join(given)}")
 
 
+def comparable(checkpoint: dict, key: str) -> object:
+    """A checkpoint's `key`, hyper-parameters without the legacy ones (two formats of one run compare equal)."""
+    return without_legacy(checkpoint[key]) if key == "hyper_parameters" else checkpoint[key]
+
+
 def average_checkpoints(paths: Sequence[str | Path]) -> dict:
     """A checkpoint whose weights are the element-wise mean of those in `paths` (checkpoint averaging,
     as fairseq's average_checkpoints.py); everything else (hyper-parameters, tokenizer, epoch, step,
@@ -122,7 +128,7 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict:
     last = checkpoints[-1]
     for path, checkpoint in zip(paths, checkpoints, strict=True):
         for key in ("model_class", "hyper_parameters", "tokenizer"):
-            if checkpoint[key] != last[key]:
+            if comparable(checkpoint, key) != comparable(last, key):
                 raise ValueError(f"checkpoint {path} differs from {paths[-1]} in its {key}: not one model")
         if checkpoint["state_dict"].keys() != last["state_dict"].keys():
             raise ValueError(f"checkpoint {path} differs from {paths[-1]} in its weight names: not one model")

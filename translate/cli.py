@@ -92,7 +92,7 @@ def generate(argv: list[str]) -> None:
             if given and Path(args.output).resolve() == Path(given).resolve():
                 raise ValueError(f"--output {args.output} is the {flag} file: it would be overwritten")
     translator = Translator.from_checkpoint(args.checkpoint, args.device)
-    translator.settings(beam_size=args.beam_size, alpha=args.alpha)  # refuse bad settings before reading input
+    translator.settings(beam_size=args.beam_size, alpha=args.alpha, n_best=1)  # refused before reading input
     try:
         source = Path(args.input).read_text(encoding="utf-8") if args.input else sys.stdin.read()
     except UnicodeDecodeError as e:

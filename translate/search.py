@@ -40,7 +40,8 @@ class Decoding:
     Args:
         beam_size: 1 decodes greedily; more runs beam search with that many beams.
         alpha: GNMT length penalty exponent ((5 + length) / 6) ** alpha; 0 ranks by log-probability alone.
-        n_best: how many translations of each source to return (at most `beam_size`).
+        n_best: how many translations of each source search returns (at most `beam_size`); test and predict
+            keep the best, the Translator returns the n best when asked.
         max_len_ratio / max_len_extra: an output has at most ratio * source length + extra tokens.
         max_source_length: longer sources are truncated to this many tokens, with a warning.
     """
@@ -57,10 +58,12 @@ class Decoding:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+            object.__setattr__(self, name, int(value))  # a plain int (numpy's would not load with weights_only)
         for name in ("alpha", "max_len_ratio"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if self.beam_size < 1:
             raise ValueError(f"beam_size must be at least 1, got {self.beam_size}")
         if not 1 <= self.n_best <= self.beam_size:

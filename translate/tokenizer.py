@@ -59,7 +59,7 @@ class SharedTokenizer:
         """
         buffer = io.BytesIO()
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences),
+            sentence_iterator=(sentence.translate(CONTROLS) for sentence in sentences),  # as `encode` reads them
             model_writer=buffer,
             vocab_size=vocab_size,
             model_type=model_type,

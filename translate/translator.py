@@ -6,6 +6,7 @@ Translator.from_checkpoint("checkpoints/transformer/last.ckpt").translate(["Ein 
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -77,7 +78,7 @@ class Translator:
         (times the beam size in memory); `progress` shows a progress bar (on stderr).
         """
         decoding = self.settings(beam_size=beam_size, alpha=alpha, n_best=n_best)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
             raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
@@ -114,7 +115,7 @@ class Translator:
         long = [i for i, x in enumerate(ids) if len(x) > limit]
         if long:
             warnings.warn(
-                f"{len(long)} input(s) longer than the model's max_source_length ({limit} tokens) were truncated "
+                f"{len(long)} input(s) longer than the model's source limit ({limit} tokens) were truncated "
                 f"(first at index {long[0]}: {len(ids[long[0]])} tokens)",
                 stacklevel=3,
             )

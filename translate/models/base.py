@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from translate.batching import Batch
-from translate.checkpoints import check_languages, extras, restore
+from translate.checkpoints import check_languages, extras, model_from, read_checkpoint, restore
 from translate.evaluation import CorpusScore, corpus_score
 from translate.files import write_json, write_lines
 from translate.models.loss import output_cross_entropy
@@ -305,6 +305,15 @@ class Seq2SeqModule(L.LightningModule):
                 f"the model has a vocabulary of {self.vocab_size} but {source} has {tokenizer.vocab_size} pieces"
             )
         self.tokenizer = tokenizer
+
+    @classmethod
+    def load_from_checkpoint(
+        cls, checkpoint_path: str | Path, map_location: str | torch.device | None = None, **overrides: Any
+    ) -> Seq2SeqModule:
+        """Lightning's loader, for checkpoints of every format: the model with its tokenizer and decoding
+        settings (as checkpoints.load_model); `overrides` replace hyper-parameters."""
+        model = model_from(read_checkpoint(checkpoint_path), **overrides)
+        return model.to(map_location) if map_location is not None else model
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint.update(extras(self))
