@@ -159,7 +159,8 @@ def test_leaderboard_command_trains_once_then_reuses(tiny_corpus, tmp_path, monk
         leaderboard(args)
     assert caplog.text.count("training it") == 3
     report = json.loads((tmp_path / "reports/quick/leaderboard.json").read_text())
-    assert [m["name"] for m in report["models"]] == list(NAMES)
+    assert [m["name"] for m in report["models"]] == list(NAMES) and report["smoke"] is True
+    assert (tmp_path / "reports/quick/leaderboard.md").read_text().startswith("# Leaderboard\n\n**Smoke run**")
     assert all(m["train_seconds"] is not None and m["steps"] > 0 for m in report["models"])
     first = {name: best_checkpoint(tmp_path / "checkpoints/quick" / name).stat().st_mtime for name in NAMES}
     caplog.clear()

@@ -32,8 +32,8 @@ ATTENTION = {  # what each model's heatmap shows
     "TransformerSeq2Seq": "last-layer cross-attention, mean over heads",
 }
 SMOKE = (
-    "**Smoke run** (`translate leaderboard --quick`): small models trained for about two minutes each, to show "
-    "that everything works and that the models learn; these are not the models' real scores."
+    "**Smoke run** (`translate leaderboard --quick`): small models trained for 100 seconds each, to show that "
+    "everything works and that the models learn; these are not the models' real scores."
 )
 VOLATILE = ("created", "command", "machine", "decode_seconds", "sentences_per_second")  # differ between runs
 
