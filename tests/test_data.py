@@ -166,3 +166,74 @@ def test_resumed_sampler_continues_where_the_saved_run_stopped():
     done.resume_at(2, len(epoch2))  # saved at the end of epoch 2: go on with epoch 3 from its start
     sampler.set_epoch(3)
     assert list(done) == list(sampler)
+
+
+# Joined sentences: long inputs from any dataset.
+
+
+def joined_epoch(src, tgt, epoch, seed=5, join=4):
+    sampler = TokenBudgetSampler(src, tgt, 120, shuffle=True, seed=seed, join=join)
+    sampler.set_epoch(epoch)
+    return [[g.tolist() for g in batch] for batch in sampler]
+
+
+def test_joined_groups_use_every_pair_once_deterministically_per_seed_and_epoch():
+    src, tgt = lengths()
+    epoch = joined_epoch(src, tgt, 0)
+    pairs = [i for batch in epoch for group in batch for i in group]
+    assert sorted(pairs) == list(range(len(src)))  # every pair once per epoch
+    sizes = {len(group) for batch in epoch for group in batch}
+    assert sizes == {1, 2, 3, 4}
+    assert epoch == joined_epoch(src, tgt, 0)
+    assert epoch != joined_epoch(src, tgt, 1) and epoch != joined_epoch(src, tgt, 0, seed=6)
+    for batch in epoch:  # the budget holds for the joined lengths
+        longest = max(max(src[g].sum(), tgt[g].sum() + 1) for g in map(np.array, batch))
+        assert len(batch) * longest <= 120 or len(batch) == 1
+
+
+def test_joined_sampler_resumes_mid_epoch():
+    src, tgt = lengths(200)
+    sampler = TokenBudgetSampler(src, tgt, 120, shuffle=True, seed=5, join=3)
+    sampler.set_epoch(2)
+    epoch2 = [[g.tolist() for g in b] for b in sampler]
+    resumed = TokenBudgetSampler(src, tgt, 120, shuffle=True, seed=5, join=3)
+    resumed.resume_at(2, 4)
+    assert [[g.tolist() for g in b] for b in resumed] == epoch2[4:]
+
+
+def test_joined_training_batch_concatenates_the_pairs_ids(corpus, cache_dir):
+    dm = datamodule(corpus, cache_dir, join=3, max_tokens=256)
+    dm.setup("fit")
+    tok, pairs = dm.tokenizer, dm.pairs["train"]
+    batch_rows = next(iter(dm.train_dataloader().sampler))
+    batch = pairs[batch_rows]
+    for i, group in enumerate(batch_rows):
+        ids = tok.encode([dm.sources("train")[j] for j in group])
+        expected = [t for x in ids for t in x]
+        assert batch.src[i, : batch.src_lengths[i]].tolist() == expected
+        target = [t for x in tok.encode([dm.references("train")[j] for j in group]) for t in x]
+        assert batch.tgt_out[i, : len(target) + 1].tolist() == [*target, tok.eos_id]
+    assert dm.longest_training_example() >= max(int(n) for n in batch.src_lengths)
+
+
+def test_eval_splits_join_runs_of_k_references_like_sources(corpus, cache_dir):
+    single = datamodule(corpus, cache_dir)
+    dm = datamodule(corpus, cache_dir, eval_join=3)
+    for split in ("validation", "test"):
+        src, ref = single.sources(split), single.references(split)
+        n = len(src) // 3
+        assert dm.sources(split) == [" ".join(src[3 * i : 3 * i + 3]) for i in range(n)]
+        assert dm.references(split) == [" ".join(ref[3 * i : 3 * i + 3]) for i in range(n)]
+    assert dm.sources("train") == single.sources("train")  # training joins groups of ids, not texts
+    dm.setup("test")
+    assert len(dm.pairs["test"]) == 50 // 3
+
+
+def test_join_settings_are_checked(corpus, cache_dir):
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="join must be a positive integer"):
+            datamodule(corpus, cache_dir, join=bad)
+    with pytest.raises(ValueError, match="fewer than eval_join=60"):
+        _ = datamodule(corpus, cache_dir, eval_join=60).texts
+    with pytest.raises(ValueError, match="evaluation joins its splits by text"):
+        TokenBudgetSampler(np.ones(5), np.ones(5), 10, join=2)

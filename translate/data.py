@@ -3,6 +3,11 @@
     load_dataset -> (src, tgt) text pairs -> joint SentencePiece -> token ids (cached by `datasets`)
                  -> token-budget batches from length-sorted buckets -> Batch
 
+Long inputs are made by joining sentence pairs: in training, each epoch's shuffled pairs are cut
+into groups of 1..`join` pairs whose token ids are concatenated (`join_groups`); in evaluation, a
+split is read as consecutive runs of exactly `eval_join` sentences, sources and references each
+joined with a space (`join_runs`).
+
 The flat schema (`{"de": ..., "en": ...}`, as bentrevett/multi30k) and the nested one
 (`{"translation": {"de": ..., "en": ...}}`, as wmt16 or opus_books) are both read.
 """
@@ -108,6 +113,28 @@ def within_length(batch: dict[str, list[list[int]]], max_length: int) -> list[bo
     ]
 
 
+def join_runs(split: datasets.Dataset, k: int, name: str) -> datasets.Dataset:
+    """Consecutive runs of exactly `k` pairs joined into one (sources with a space, references the
+    same way); the last, shorter run is dropped."""
+    if k == 1:
+        return split
+    if split.num_rows < k:
+        raise ValueError(f"split {name!r} has {split.num_rows} sentences, fewer than eval_join={k}")
+
+    def join(batch: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {side: [" ".join(batch[side])] for side in ("src", "tgt")}
+
+    return split.map(join, batched=True, batch_size=k, drop_last_batch=True, desc=f"joining {name} by {k}")
+
+
+def join_groups(n: int, join: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Pairs 0..n-1 in a random order, cut into consecutive groups of 1..`join` pairs (sizes drawn
+    uniformly by `rng`): every pair in exactly one group."""
+    order = rng.permutation(n)
+    ends = np.cumsum(rng.integers(1, join + 1, size=n))  # n sizes always reach past n
+    return np.split(order, ends[ends < n])
+
+
 def ragged(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """A list<int> column as (flat values, offsets): row i is values[offsets[i]:offsets[i+1]]."""
     column = column.combine_chunks()
@@ -137,17 +164,21 @@ class TokenizedPairs(Dataset):
     def tgt_lengths(self) -> np.ndarray:
         return np.diff(self.tgt_offsets)
 
-    def __getitem__(self, rows: list[int]) -> Batch:
-        src_len = self.src_offsets[np.add(rows, 1)] - self.src_offsets[rows]  # (B,)
-        tgt_len = self.tgt_offsets[np.add(rows, 1)] - self.tgt_offsets[rows]  # (B,)
+    def __getitem__(self, rows: list[int] | list[np.ndarray]) -> Batch:
+        """The batch of `rows`; a row may be a group of pairs (an array), whose ids are concatenated
+        (its `index` is then the group's first pair)."""
+        groups = [np.atleast_1d(row) for row in rows]
+        sources = [np.concatenate([self.src[self.src_offsets[i] : self.src_offsets[i + 1]] for i in g]) for g in groups]
+        targets = [np.concatenate([self.tgt[self.tgt_offsets[i] : self.tgt_offsets[i + 1]] for i in g]) for g in groups]
+        src_len = np.array([len(x) for x in sources], dtype=np.int64)  # (B,)
+        tgt_len = np.array([len(y) for y in targets], dtype=np.int64)  # (B,)
         n, s, t = len(rows), max(int(src_len.max()), 1), int(tgt_len.max()) + 1
         src = np.full((n, s), self.pad_id, dtype=np.int64)  # (B, S)
         tgt_in = np.full((n, t), self.pad_id, dtype=np.int64)  # (B, T)
         tgt_out = np.full((n, t), self.pad_id, dtype=np.int64)  # (B, T)
         tgt_in[:, 0] = self.bos_id
-        for i, row in enumerate(rows):
-            y = self.tgt[self.tgt_offsets[row] : self.tgt_offsets[row + 1]]
-            src[i, : src_len[i]] = self.src[self.src_offsets[row] : self.src_offsets[row + 1]]
+        for i, (x, y) in enumerate(zip(sources, targets, strict=True)):
+            src[i, : src_len[i]] = x
             tgt_in[i, 1 : tgt_len[i] + 1] = y
             tgt_out[i, : tgt_len[i]] = y
             tgt_out[i, tgt_len[i]] = self.eos_id
@@ -156,7 +187,7 @@ class TokenizedPairs(Dataset):
             src_lengths=torch.from_numpy(src_len),
             tgt_in=torch.from_numpy(tgt_in),
             tgt_out=torch.from_numpy(tgt_out),
-            index=torch.as_tensor(rows),
+            index=torch.as_tensor([int(g[0]) for g in groups]),
         )
 
 
@@ -166,7 +197,10 @@ class TokenBudgetSampler(DistributedSampler):
     (source, target) length so that a batch holds similar lengths.
 
     With `shuffle`, ties are broken and the batch order drawn afresh from (seed, epoch); the same on
-    every rank. With several ranks, training gives each rank every `num_replicas`-th batch and drops
+    every rank. With `join` > 1 (training), the rows batched are each epoch's groups of 1..`join`
+    pairs (:func:`join_groups`, drawn from (seed, epoch) too), and a batch is a list of groups.
+
+    With several ranks, training gives each rank every `num_replicas`-th batch and drops
     the remainder, so that every rank gets the same number of disjoint batches; evaluation gives each
     rank every `num_replicas`-th sentence (by length), so every sentence is decoded exactly once and
     every rank has work. It is a DistributedSampler so that Lightning uses it as it is.
@@ -181,21 +215,31 @@ class TokenBudgetSampler(DistributedSampler):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        join: int = 1,
     ) -> None:
         super().__init__(src_lengths, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        if join > 1 and not shuffle:
+            raise ValueError("join groups training pairs; evaluation joins its splits by text (eval_join)")
         self.src_lengths = np.asarray(src_lengths)
         self.tgt_lengths = np.asarray(tgt_lengths)
-        self.max_tokens = max_tokens
+        self.max_tokens, self.join = max_tokens, join
         self.resume: tuple[int, int] | None = None  # (epoch, batches already done in it)
 
-    def batches(self) -> list[list[int]]:
+    def batches(self) -> list[list[int]] | list[list[np.ndarray]]:
         """This rank's batches for the current epoch."""
         rng = np.random.default_rng([self.seed, self.epoch])
-        tiebreak = rng.permutation(len(self.src_lengths)) if self.shuffle else np.arange(len(self.src_lengths))
-        order = np.lexsort((tiebreak, self.tgt_lengths, self.src_lengths))
+        src_lengths, tgt_lengths, groups = self.src_lengths, self.tgt_lengths, None
+        if self.join > 1:
+            groups = join_groups(len(src_lengths), self.join, np.random.default_rng([self.seed, self.epoch, self.join]))
+            src_lengths = np.array([src_lengths[g].sum() for g in groups])  # (groups,)
+            tgt_lengths = np.array([tgt_lengths[g].sum() for g in groups])  # (groups,)
+        tiebreak = rng.permutation(len(src_lengths)) if self.shuffle else np.arange(len(src_lengths))
+        order = np.lexsort((tiebreak, tgt_lengths, src_lengths))
         if not self.shuffle:  # evaluation: each rank batches its own disjoint share of the sentences
             order = order[self.rank :: self.num_replicas]
-        batches = token_budget_batches(order, np.maximum(self.src_lengths, self.tgt_lengths + 1), self.max_tokens)
+        batches = token_budget_batches(order, np.maximum(src_lengths, tgt_lengths + 1), self.max_tokens)
+        if groups is not None:
+            batches = [[groups[i] for i in batch] for batch in batches]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
             batches = batches[: len(batches) - len(batches) % self.num_replicas]
@@ -231,7 +275,11 @@ class TranslationDataModule(L.LightningDataModule):
         dataset_config: Hub configuration name, e.g. ``de-en`` for wmt16.
         src_lang / tgt_lang: column names (flat schema) or keys of the ``translation`` column.
         vocab_size / tokenizer_type: the joint SentencePiece model, trained on the train split.
-        max_length: training pairs with more tokens than this on either side are dropped.
+        max_length: training pairs with more tokens than this on either side are dropped (before joining).
+        join: training examples are groups of 1..`join` shuffled pairs, drawn afresh each epoch from
+            (seed, epoch); 1 trains on single pairs.
+        eval_join: validation, test and predict read their split as consecutive runs of exactly this
+            many sentences, joined with a space (sources and references alike).
         max_tokens: padded tokens per training batch; ``eval_max_tokens`` for validation/test/predict.
         predict_split: the split ``translate predict`` translates.
         cache_dir: where tokenizers and the ``datasets`` cache (tokenized splits) live.
@@ -246,6 +294,8 @@ class TranslationDataModule(L.LightningDataModule):
         vocab_size: int = 8000,
         tokenizer_type: ModelType = "unigram",
         max_length: int = 128,
+        join: int = 1,
+        eval_join: int = 1,
         max_tokens: int = 4096,
         eval_max_tokens: int = 8192,
         num_workers: int = 0,
@@ -259,7 +309,11 @@ class TranslationDataModule(L.LightningDataModule):
         self.dataset, self.dataset_config = dataset, dataset_config
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.vocab_size_requested, self.tokenizer_type = vocab_size, tokenizer_type
+        for name, value in (("join", join), ("eval_join", eval_join)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer (sentences per example), got {value!r}")
         self.max_length, self.max_tokens, self.eval_max_tokens = max_length, max_tokens, eval_max_tokens
+        self.join, self.eval_join = join, eval_join
         self.num_workers, self.seed, self.predict_split = num_workers, seed, predict_split
         self.cache_dir = Path(cache_dir)
         self.pairs: dict[str, TokenizedPairs] = {}
@@ -268,16 +322,16 @@ class TranslationDataModule(L.LightningDataModule):
 
     @cached_property
     def texts(self) -> datasets.DatasetDict:
-        """Each split as string columns `src` and `tgt`."""
+        """Each split as string columns `src` and `tgt`; the evaluation splits joined by `eval_join`."""
         raw = load_splits(self.dataset, self.dataset_config, self.cache_dir / "datasets")
         for name, split in raw.items():
             if split.num_rows == 0:
                 raise ValueError(f"split {name!r} of dataset {self.dataset!r} is empty")
         if "train" not in raw:
             raise KeyError(f"dataset {self.dataset!r} has no train split; splits found: {list(raw)}")
-        return datasets.DatasetDict(
-            {name: text_pairs(split, self.src_lang, self.tgt_lang, name) for name, split in raw.items()}
-        )
+        pairs = {name: text_pairs(split, self.src_lang, self.tgt_lang, name) for name, split in raw.items()}
+        joined = {name: join_runs(split, self.eval_join, name) for name, split in pairs.items() if name != "train"}
+        return datasets.DatasetDict({**pairs, **joined})
 
     @property
     def tokenizer_path(self) -> Path:
@@ -361,6 +415,13 @@ class TranslationDataModule(L.LightningDataModule):
                 )
             self.pairs[split] = TokenizedPairs(data, self.tokenizer)
 
+    def longest_training_example(self) -> int:
+        """An upper bound on the tokens of a training example's source and target (+ eos): the sum of
+        the `join` longest pairs' lengths."""
+        pairs = self.pairs["train"]
+        src, tgt = np.sort(pairs.src_lengths)[-self.join :], np.sort(pairs.tgt_lengths)[-self.join :]
+        return int(max(src.sum(), tgt.sum() + 1))
+
     def sources(self, split: str) -> list[str]:
         return self.texts[self.split_name(split)]["src"]
 
@@ -378,6 +439,7 @@ class TranslationDataModule(L.LightningDataModule):
             seed=self.seed,
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
+            join=self.join if shuffle else 1,
         )
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:

@@ -241,6 +241,20 @@ class Seq2SeqModule(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------------
 
+    def on_fit_start(self) -> None:
+        """Refuse training data whose examples (joined pairs) may be longer than the model's positions."""
+        longest = getattr(self.trainer.datamodule, "longest_training_example", None)
+        if self.max_length is None or longest is None:
+            return
+        tokens = longest()
+        if tokens > self.max_length:
+            dm = self.trainer.datamodule
+            raise ValueError(
+                f"training examples reach {tokens} tokens (data.join={dm.join} pairs of up to "
+                f"data.max_length={dm.max_length}), more than the model's {self.max_length} positions: "
+                "raise the model's max_positions, or lower data.join or data.max_length"
+            )
+
     def on_train_start(self) -> None:
         if self._resumed_rng_state is not None:
             torch.set_rng_state(self._resumed_rng_state)
