@@ -13,6 +13,7 @@ from translate.checkpoints import average_checkpoints
 from translate.cli import average, main
 from translate.models import Seq2SeqModule
 from translate.search import Decoding
+from translate.sentences import split_lines
 
 
 def test_fresh_process_needs_only_the_checkpoint(trained, tmp_path):
@@ -177,3 +178,41 @@ def test_checkpoint_from_before_the_decoding_section_still_loads(trained, tmp_pa
 def test_decoding_settings_are_plain_numbers():
     decoding = Decoding(beam_size=np.int64(3), alpha=np.float32(0.5), max_len_extra=np.int32(4))
     assert [type(v) for v in vars(decoding).values()] == [int, float, int, float, int, int]
+
+
+# Paragraphs in, paragraphs out.
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("Das ist z. B. ein Test. Dr. Müller kam.", ["Das ist z. B. ein Test.", "Dr. Müller kam."]),
+        ("Es kostet 3.5 Euro. Gut.", ["Es kostet 3.5 Euro.", "Gut."]),
+        ("Er sagte: „Hallo!“ Dann ging er", ["Er sagte: „Hallo!“", "Dann ging er"]),
+        ("ohne Punkt am Ende", ["ohne Punkt am Ende"]),
+    ],
+)
+def test_sentences_split_at_boundaries_not_at_abbreviations_or_numbers(text, sentences):
+    assert split_lines(text, "de") == [sentences]
+
+
+def test_paragraph_is_translated_sentence_by_sentence_and_rejoined(translator):
+    a, b, c = (f"{DE[i]}." for i in (5, 7, 9))  # sentences that start with a capital
+    one = [translator.translate(x) for x in (a, b, c)]
+    paragraph = f"{a} {b}\n\n  \n{c}"
+    assert translator.translate(paragraph) == f"{one[0]} {one[1]}\n\n\n{one[2]}"  # empty lines kept as lines
+    assert "\n" not in translator.translate(paragraph, split_sentences=False)  # unsplit: one output line
+    detail = translator.translate(f"{a} {b}", return_details=True)
+    parts = [translator.translate(x, return_details=True) for x in (a, b)]
+    assert detail.target_pieces == parts[0].target_pieces + parts[1].target_pieces
+    torch.testing.assert_close(detail.attention, torch.block_diag(parts[0].attention, parts[1].attention))
+    nbest = translator.translate([f"{a} {b}", "", DE[3]], n_best=2)
+    assert len(nbest) == 3 and all(len(n) == 2 for n in nbest) and nbest[0][0] == f"{one[0]} {one[1]}"
+    assert nbest[1] == ["", ""] and nbest[2][0] == EN[3]
+
+
+def test_a_ten_thousand_word_input_is_translated_whole(translator):
+    sentence = f"{DE[5]}."
+    repeats = 10_000 // len(sentence.split()) + 1
+    output = translator.translate(" ".join([sentence] * repeats), beam_size=1)
+    assert output == " ".join([translator.translate(sentence, beam_size=1)] * repeats)

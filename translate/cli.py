@@ -85,6 +85,12 @@ def generate(argv: list[str]) -> None:
     parser.add_argument("--beam-size", type=int, help="default: the checkpoint's (5 unless its config says)")
     parser.add_argument("--alpha", type=float, help="GNMT length penalty exponent (default: the checkpoint's)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
+    parser.add_argument(
+        "--split-sentences",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="translate each line sentence by sentence, rejoined in order (default: on)",
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     if args.output:
@@ -101,7 +107,12 @@ def generate(argv: list[str]) -> None:
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line
     outputs = translator.translate(
-        lines, beam_size=args.beam_size, alpha=args.alpha, max_tokens=args.max_tokens, progress=bool(args.input)
+        lines,
+        beam_size=args.beam_size,
+        alpha=args.alpha,
+        max_tokens=args.max_tokens,
+        progress=bool(args.input),
+        split_sentences=args.split_sentences,
     )
     text = "".join(line + "\n" for line in outputs)
     if args.output:

@@ -87,7 +87,8 @@ def heatmap_figures(
     """(sentence, file name, PNG) of the attention heatmaps of the example sentences by one model (none
     for the context-vector model)."""
     figures = []
-    details = translator.translate([sources[i] for i in examples], beam_size, alpha, return_details=True)
+    examples_text = [sources[i] for i in examples]
+    details = translator.translate(examples_text, beam_size, alpha, return_details=True, split_sentences=False)
     kind = ATTENTION.get(type(translator.model).__name__, "attention")
     for i, translation in zip(examples, details, strict=True):
         if translation.attention is not None:
@@ -127,7 +128,9 @@ def build_report(
         penalty = next(a for a in (alpha, entry.alpha, translator.model.decoding.alpha) if a is not None)
         log.info("%s: decoding %d sentences with beam %d (%s)", entry.name, len(sources), beam_size, entry.checkpoint)
         start = time.perf_counter()
-        hypotheses = translator.translate(sources, beam_size, penalty, max_tokens=max_tokens, progress=True)
+        hypotheses = translator.translate(
+            sources, beam_size, penalty, max_tokens=max_tokens, progress=True, split_sentences=False
+        )
         seconds = time.perf_counter() - start
         outputs[entry.name] = hypotheses
         row = {

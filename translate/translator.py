@@ -2,6 +2,8 @@
 
 from translate import Translator
 Translator.from_checkpoint("checkpoints/transformer/last.ckpt").translate(["Ein Mann fährt Fahrrad."])
+
+Paragraphs are translated sentence by sentence (sentences.py) unless `split_sentences=False`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from translate.batching import token_budget_batches
 from translate.checkpoints import load_model
 from translate.models.base import Seq2SeqModule
 from translate.search import Decoding, Hypothesis
+from translate.sentences import join_lines, split_lines
 from translate.tokenizer import PAD_ID
 
 
@@ -35,6 +38,20 @@ class Translation:
     source_pieces: list[str]
     target_pieces: list[str]
     attention: Tensor | None = None
+
+
+def join_translations(lines: list[list[Translation]]) -> Translation:
+    """One translation of several lines of sentences: texts joined as by sentences.join_lines, pieces
+    one after the other, attention block-diagonal (where every sentence has it), the mean score."""
+    parts = [t for line in lines for t in line]
+    attention = [t.attention for t in parts]
+    return Translation(
+        text=join_lines([[t.text for t in line] for line in lines]),
+        score=sum(t.score for t in parts) / len(parts) if parts else 0.0,
+        source_pieces=[piece for t in parts for piece in t.source_pieces],
+        target_pieces=[piece for t in parts for piece in t.target_pieces],
+        attention=torch.block_diag(*attention) if parts and all(a is not None for a in attention) else None,
+    )
 
 
 class Translator:
@@ -67,13 +84,18 @@ class Translator:
         max_tokens: int = 4096,
         return_details: bool = False,
         progress: bool = False,
+        split_sentences: bool = True,
     ) -> str | list[str] | Translation | list:
         """Translate a string or a list of strings; the result has the same shape.
 
         Each output is a string, or with `return_details` a :class:`Translation`; with `n_best` > 1,
         a list of the n best of those. `beam_size` and the length penalty `alpha` default to the
-        model's own (its config's ``decoding``). Empty or whitespace-only input gives an empty
-        translation; control characters count as spaces; input longer than the model's
+        model's own (its config's ``decoding``). With `split_sentences` (the default) each line of a
+        text is split into sentences (sentences.py), all sentences are translated as one batch and
+        put back in order, a space between sentences and lines kept as lines; a text's details then
+        join its sentences' (pieces one after the other, attention block-diagonal, the mean score),
+        and its i-th best joins each sentence's i-th best. Empty or whitespace-only input gives an
+        empty translation; control characters count as spaces; input longer than the model's
         `max_source_length` is truncated with a warning. `max_tokens` bounds the source tokens per batch
         (times the beam size in memory); `progress` shows a progress bar (on stderr).
         """
@@ -82,6 +104,24 @@ class Translator:
             raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text at index {i} is {type(text).__name__}, expected a string")
+        if split_sentences:
+            language = self.model.languages[0] if self.model.languages else "en"
+            layout = [split_lines(text, language) for text in texts]
+            sentences = [sentence for lines in layout for line in lines for sentence in line]
+            nbests = self._nbest(sentences, decoding, max_tokens, return_details, progress)
+            results = self._rejoin(layout, nbests, decoding.n_best)
+        else:
+            results = self._nbest(texts, decoding, max_tokens, return_details, progress)
+        outputs = [self._shaped(nbest, decoding.n_best, return_details) for nbest in results]
+        return outputs[0] if single else outputs
+
+    def _nbest(
+        self, texts: list[str], decoding: Decoding, max_tokens: int, details: bool, progress: bool
+    ) -> list[list[Translation]]:
+        """The n-best translations of each text, each text decoded whole, batched by source length."""
         ids = self._source_ids(texts, self.model.source_limit(decoding))
         empty = [Translation("", 0.0, [], [])] * decoding.n_best
         results: list[list[Translation]] = [empty if not x else [] for x in ids]
@@ -94,12 +134,26 @@ class Translator:
                 batch = todo[rows].tolist()
                 src = pad_sequence([torch.tensor(ids[i]) for i in batch], batch_first=True, padding_value=PAD_ID)
                 src_lengths = torch.from_numpy(lengths[rows]).to(self.device)
-                hyps = self.model.generate(src.to(self.device), src_lengths, decoding, attention=return_details)
+                hyps = self.model.generate(src.to(self.device), src_lengths, decoding, attention=details)
                 for i, nbest in zip(batch, hyps, strict=True):
                     results[i] = [self._translation(ids[i], h) for h in nbest]
                 bar.update(len(batch))
-        outputs = [self._shaped(nbest, decoding.n_best, return_details) for nbest in results]
-        return outputs[0] if single else outputs
+        return results
+
+    @staticmethod
+    def _rejoin(
+        layout: list[list[list[str]]], sentences: list[list[Translation]], n_best: int
+    ) -> list[list[Translation]]:
+        """Each text's n-best from its sentences' (`layout`: each text's lines, each line's sentences)."""
+        parts = iter(sentences)
+        results = []
+        for lines in layout:
+            nbests = [[next(parts) for _ in line] for line in lines]  # (lines, sentences, n_best)
+            if len(lines) == 1 and len(lines[0]) == 1:
+                results.append(nbests[0][0])  # one sentence: its own translations
+            else:
+                results.append([join_translations([[s[k] for s in line] for line in nbests]) for k in range(n_best)])
+        return results
 
     @staticmethod
     def _shaped(nbest: list[Translation], n_best: int, details: bool) -> str | Translation | list:
@@ -108,9 +162,6 @@ class Translator:
 
     def _source_ids(self, texts: list[str], limit: int) -> list[list[int]]:
         """Token ids of each text, at most `limit` (with a warning naming the first truncated input)."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text at index {i} is {type(text).__name__}, expected a string")
         ids = self.tokenizer.encode(texts)
         long = [i for i, x in enumerate(ids) if len(x) > limit]
         if long:
