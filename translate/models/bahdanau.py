@@ -59,6 +59,10 @@ class BahdanauSeq2Seq(Seq2SeqModule):
         if tie_embeddings:
             self.output.weight = self.tgt_embed.weight
 
+    @property
+    def source_embedding(self) -> nn.Embedding:
+        return self.encoder.embed
+
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         values, final = self.encoder(src, src_lengths)  # (B, S, 2H), (B, 2, H)
         mask = self.source_mask(src, src_lengths)  # (B, S)

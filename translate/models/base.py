@@ -4,6 +4,7 @@ A subclass builds its layers and implements
 
     features(src, src_lengths, tgt_in) -> (B, T, E), weights    teacher-forced input of `self.output`
     encode / decode_step / reorder                                the decoding interface (search.py)
+    source_embedding                                              its source embedding layer
 
 and nothing else; `output` is its output layer (an `nn.Linear` E -> V), which the loss fuses with the
 cross-entropy. How to decode is `self.decoding` (search.Decoding): the CLI sets it from the config's
@@ -91,6 +92,11 @@ class Seq2SeqModule(L.LightningModule):
         features, weights = self.features(src, src_lengths, tgt_in, need_weights)
         logits = self.output(features)  # (B, T, V)
         return (logits, weights) if need_weights else logits
+
+    @property
+    def source_embedding(self) -> torch.nn.Embedding:
+        """The layer that embeds source ids (saliency.py follows the gradient to its output)."""
+        raise NotImplementedError
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         raise NotImplementedError

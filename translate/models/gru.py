@@ -85,6 +85,10 @@ class GRUSeq2Seq(Seq2SeqModule):
         if tie_embeddings:
             self.output.weight = self.tgt_embed.weight
 
+    @property
+    def source_embedding(self) -> nn.Embedding:
+        return self.encoder.embed
+
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         _, final = self.encoder(src, src_lengths)  # (B, dirs, H)
         context = torch.tanh(self.to_context(final.flatten(1)))  # (B, H): the context vector

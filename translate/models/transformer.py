@@ -168,6 +168,10 @@ class TransformerSeq2Seq(Seq2SeqModule):
         positions = self.positions[start : start + ids.size(1)]  # (L, D)
         return self.dropout(embedding(ids) * math.sqrt(self.d_model) + positions)
 
+    @property
+    def source_embedding(self) -> nn.Embedding:
+        return self.src_embed
+
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         """Memory and the per-layer cross-attention keys/values of the source."""
         mask = self.source_mask(src, src_lengths)  # (B, S)
