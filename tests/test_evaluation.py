@@ -12,6 +12,7 @@ from translate.evaluation import (
     corpus_score,
     length_bucket_edges,
     paired_significance,
+    width_bucket_edges,
 )
 
 WORDS = ["a", "man", "dog", "runs", "over", "the", "green", "bridge", "in", "park", "with", "two", "women"]
@@ -80,3 +81,12 @@ def test_sources_of_one_length_make_one_bucket(lengths):
     sources = [" ".join(["w"] * n) for n in lengths]
     rows = bleu_by_length(sources, ["a dog"] * len(lengths), ["a dog"] * len(lengths), edges, n_bootstrap=1)
     assert len(rows) == 1 and rows[0]["sentences"] == len(lengths) and rows[0]["max_words"] == lengths[0]
+
+
+def test_width_buckets_merge_small_ones_downwards():
+    lengths = [3] * 60 + [12] * 55 + [25] * 10 + [34] * 45 + [88] * 50 + [95] * 3
+    edges = width_bucket_edges(lengths, width=10, min_count=50)
+    assert edges == [0, 10, 20, 80]  # 30-39 (45) and 20-29 (10) merge into one, 90+ into 80-89
+    counts = [sum(bucket_of(n, edges) == b for n in lengths) for b in range(len(edges))]
+    assert counts == [60, 55, 55, 53] and min(counts) >= 50
+    assert width_bucket_edges([5] * 10 + [40] * 100, min_count=50) == [0]  # too few at the start: merged up

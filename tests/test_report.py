@@ -11,9 +11,10 @@ from sacrebleu.significance import PairedTest
 from conftest import train_tiny
 from translate import Translator
 from translate.checkpoints import best_checkpoint
-from translate.cli import leaderboard
+from translate.cli import config_names, leaderboard
 from translate.report import (
     Entry,
+    build_long_report,
     build_report,
     finding,
     render_markdown,
@@ -191,3 +192,75 @@ def test_smoke_report_says_so(built):
     report, _ = built
     assert "Smoke run" not in render_markdown(report)
     assert render_markdown({**report, "smoke": True}).startswith("**Smoke run**")
+
+
+# -- the long-input report --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def joined_sets(tiny_dm) -> dict[int, tuple[list[str], list[str]]]:
+    """The tiny test split joined in runs of 1, 2 and 3, its sentences ending in full stops (to be split)."""
+    sources, references = [f"{s.capitalize()}." for s in tiny_dm.sources("test")], tiny_dm.references("test")
+    return {
+        k: (
+            [" ".join(sources[i : i + k]) for i in range(0, len(sources) - k + 1, k)],
+            [" ".join(references[i : i + k]) for i in range(0, len(references) - k + 1, k)],
+        )
+        for k in (1, 2, 3)
+    }
+
+
+def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(checkpoints, joined_sets, test_data):
+    data = test_data[2]
+    report, figures = build_long_report(checkpoints[::2], joined_sets, data, split_at=(3,), n_bootstrap=10)
+    assert report["data"]["joined"] == [1, 2, 3]
+    assert report["data"]["sentences"] == sum(len(s) for s, _ in joined_sets.values())
+    assert {"bleu_by_length.png", "remembers.png"} <= set(figures) and not report["heatmaps"]
+    translator = Translator.from_checkpoint(checkpoints[2].checkpoint)
+    for model in report["models"]:
+        assert [row["k"] for row in model["by_joined"]] == [1, 2, 3]
+        assert [("bleu_split" in row) for row in model["by_joined"]] == [False, False, True]
+        assert set(model["remembers"]) == {"short", "long"}
+        assert model["remembers"]["long"]["mean_source_tokens"] > model["remembers"]["short"]["mean_source_tokens"]
+    sources, references = joined_sets[3]
+    split = translator.translate(sources)  # sentence by sentence (test_translator.py), as generate does
+    expected = sacrebleu.corpus_bleu(split, [references]).score
+    unsplit = translator.translate(sources, split_sentences=False)
+    assert report["models"][1]["by_joined"][2]["bleu_split"] == pytest.approx(expected, abs=1e-6)
+    assert report["models"][1]["by_joined"][2]["bleu"] == pytest.approx(
+        sacrebleu.corpus_bleu(unsplit, [references]).score
+    )
+    markdown = render_markdown(report)
+    assert "### Test sentences joined in runs of k" in markdown and "| k = 3, split |" in markdown
+    assert "(remembers.png)" in markdown
+
+
+def test_config_names_are_file_names_unless_two_share_one():
+    assert config_names([Path("configs/gru.yaml"), Path("configs/bahdanau.yaml")]) == ["gru", "bahdanau"]
+    assert config_names([Path("configs/long/gru.yaml"), Path("configs/gru.yaml")]) == ["long/gru", "gru"]
+    with pytest.raises(ValueError, match="distinct names"):
+        config_names([Path("a/long/gru.yaml"), Path("b/long/gru.yaml")])
+
+
+def test_leaderboard_joined_command(checkpoints, tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    leaderboard(
+        [
+            "--configs",
+            *(str(ROOT / "configs" / "quick" / f"{name}.yaml") for name in ("gru", "transformer")),
+            f"--checkpoint=gru={checkpoints[0].checkpoint}",
+            f"--checkpoint=transformer={checkpoints[2].checkpoint}",
+            "--joined=2",
+            "--out=long",
+            f"--data.dataset={tiny_corpus}",
+            f"--data.cache_dir={tmp_path / 'cache'}",
+            "--data.vocab_size=400",
+        ]
+    )
+    report = json.loads((tmp_path / "long/leaderboard.json").read_text())
+    assert report["data"]["joined"] == [1, 2] and report["data"]["sentences"] == 50 + 25
+    assert [row["k"] for row in report["models"][1]["by_joined"]] == [1, 2]
+    with pytest.raises(ValueError, match="--quick and --long"):
+        leaderboard(["--quick", "--long"])
+    with pytest.raises(ValueError, match="--joined must be at least 1"):
+        leaderboard(["--joined=0"])

@@ -13,10 +13,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from translate.checkpoints import LEGACY, average_checkpoints, best_checkpoint
-from translate.data import TranslationDataModule
+from translate.data import TranslationDataModule, join_runs
 from translate.files import AtomicCheckpointIO, atomic_write_bytes
 from translate.models import Seq2SeqModule
-from translate.report import Entry, build_report, check_writable, update_readme, write_report
+from translate.report import Entry, build_long_report, build_report, check_writable, update_readme, write_report
 from translate.search import Decoding
 from translate.translator import Translator
 
@@ -133,6 +133,19 @@ def average(argv: list[str]) -> None:
 
 
 CONFIGS = ("gru", "bahdanau", "transformer")  # the generations, in order
+LONG = ("gru_unidirectional", "gru", "bahdanau", "transformer")  # configs/long/: trained on joined sentences
+
+
+def config_names(configs: list[Path]) -> list[str]:
+    """The models' names: the configs' file names, or where two share one, FOLDER/NAME (a config
+    directly in configs/ keeps its plain name)."""
+    stems = [config.stem for config in configs]
+    if len(set(stems)) == len(stems):
+        return stems
+    names = [c.stem if c.parent.name == "configs" else f"{c.parent.name}/{c.stem}" for c in configs]
+    if len(set(names)) < len(names):
+        raise ValueError(f"--configs need distinct names (they name the models): {[str(c) for c in configs]}")
+    return names
 
 
 def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -140,6 +153,12 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     parser = argparse.ArgumentParser(prog="translate leaderboard", description=leaderboard.__doc__)
     parser.add_argument("--configs", nargs="+", type=Path, help="default: configs/{gru,bahdanau,transformer}.yaml")
     parser.add_argument("--quick", action="store_true", help="smoke run: configs/quick/, reports/quick, minutes")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="long-input report: configs/long/ and configs/, test joined k = 1..8, reports/long",
+    )
+    parser.add_argument("--joined", type=int, help="test on the test split joined in runs of k = 1..JOINED sentences")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="use this checkpoint")
     parser.add_argument("--out", type=Path, help="report directory (default: reports, or reports/quick)")
     parser.add_argument("--readme", type=Path, help="also rewrite this README's leaderboard block")
@@ -150,12 +169,16 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--device", default="auto")
     args, overrides = parser.parse_known_args(argv)
     Decoding(beam_size=args.beam_size, alpha=0.0 if args.alpha is None else args.alpha)  # refused before training
-    folder = Path("configs/quick" if args.quick else "configs")
-    args.configs = args.configs or [folder / f"{name}.yaml" for name in CONFIGS]
-    args.out = args.out or Path("reports/quick" if args.quick else "reports")
-    stems = [config.stem for config in args.configs]
-    if len(set(stems)) < len(stems):
-        raise ValueError(f"--configs need distinct file names (they name the models): {[str(c) for c in args.configs]}")
+    if args.quick and args.long:
+        raise ValueError("--quick and --long are two different reports: choose one")
+    if args.joined is not None and args.joined < 1:
+        raise ValueError(f"--joined must be at least 1 (sentences per run), got {args.joined}")
+    standard = [Path("configs/quick" if args.quick else "configs") / f"{name}.yaml" for name in CONFIGS]
+    long = [Path("configs/long") / f"{name}.yaml" for name in LONG] + standard
+    args.configs = args.configs or (long if args.long else standard)
+    args.joined = args.joined or (8 if args.long else None)
+    args.out = args.out or Path("reports/quick" if args.quick else "reports/long" if args.long else "reports")
+    stems = config_names(args.configs)
     malformed = [item for item in args.checkpoint if not all(item.partition("=")[::2])]
     if malformed:
         raise ValueError(f"--checkpoint expects NAME=PATH (e.g. transformer=last.ckpt), got {malformed}")
@@ -169,7 +192,9 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     return args, overrides
 
 
-def leaderboard_entry(config: Path, overrides: list[str], checkpoint: str | None) -> tuple[Entry, TranslateCLI]:
+def leaderboard_entry(
+    config: Path, name: str, overrides: list[str], checkpoint: str | None
+) -> tuple[Entry, TranslateCLI]:
     """The entry of one config: the given checkpoint, else the best of its run, trained first if there is none."""
     parsed = cli(["--config", str(config), *overrides], run=False)
     callback = parsed.trainer.checkpoint_callback
@@ -178,44 +203,46 @@ def leaderboard_entry(config: Path, overrides: list[str], checkpoint: str | None
     directory = Path(callback.dirpath)
     checkpoint = checkpoint or best_checkpoint(directory)
     if checkpoint is None:
-        log.info("%s: no checkpoint in %s, training it", config.stem, directory)
+        log.info("%s: no checkpoint in %s, training it", name, directory)
         cli(["fit", "--config", str(config), *overrides])
         checkpoint = best_checkpoint(directory)
         if checkpoint is None:
             raise RuntimeError(f"training {config} wrote no last.ckpt to {directory}")
-    return Entry(config.stem, Path(checkpoint), parsed.model.decoding.alpha), parsed
+    return Entry(name, Path(checkpoint), parsed.model.decoding.alpha), parsed
 
 
 def leaderboard(argv: list[str]) -> None:
     """Train every config that has no checkpoint yet, decode the test split with each model and write
-    the leaderboard report. Other arguments (``--data.dataset``, ``--trainer.max_epochs``, ...) apply to
-    every config, as in `translate fit`."""
+    the leaderboard report (with --joined/--long, of the test split joined in runs of 1..K sentences).
+    Other arguments (``--data.dataset``, ``--trainer.max_epochs``, ...) apply to every config, as in
+    `translate fit`."""
     args, overrides = leaderboard_arguments(argv)
     check_writable(args.out)
     entries, data = [], None
-    for config in args.configs:
-        entry, parsed = leaderboard_entry(config, overrides, args.checkpoint.get(config.stem))
+    for config, name in zip(args.configs, config_names(args.configs), strict=True):
+        entry, parsed = leaderboard_entry(config, name, overrides, args.checkpoint.get(name))
         dm = parsed.datamodule
         described = {"dataset": dm.dataset, "split": "test", "languages": [dm.src_lang, dm.tgt_lang]}
         if data is not None and described != data:
             raise ValueError(f"config {config} tests on {described}, the previous ones on {data}")
-        data, sources, references = described, dm.sources("test"), dm.references("test")
+        data = described
         entries.append(entry)
-    report, figures = build_report(
-        entries,
-        sources,
-        references,
-        data,
-        beam_size=args.beam_size,
-        alpha=args.alpha,
-        max_tokens=args.max_tokens,
-        heatmaps=args.heatmaps,
-        device=args.device,
-        smoke=args.quick,
-    )
+    settings = {"beam_size": args.beam_size, "alpha": args.alpha, "max_tokens": args.max_tokens, "device": args.device}
+    if args.joined:
+        single = TranslationDataModule(
+            dm.dataset, dm.dataset_config, dm.src_lang, dm.tgt_lang, cache_dir=str(dm.cache_dir)
+        )
+        runs = {k: join_runs(single.texts["test"], k, "test") for k in range(1, args.joined + 1)}
+        sets = {k: (run["src"], run["tgt"]) for k, run in runs.items()}
+        report, figures = build_long_report(entries, sets, data, **settings)
+    else:
+        sources, references = dm.sources("test"), dm.references("test")
+        report, figures = build_report(
+            entries, sources, references, data, heatmaps=args.heatmaps, smoke=args.quick, **settings
+        )
     log.info("leaderboard: %s", write_report(report, figures, args.out))
     if args.readme:
-        update_readme(args.readme, report, images=f"{args.out.as_posix()}/")
+        update_readme(args.readme, report, f"{args.out.as_posix()}/", block="long" if args.joined else "leaderboard")
 
 
 def usage() -> str:

@@ -83,6 +83,24 @@ def length_bucket_edges(lengths: Sequence[int], buckets: int = 5, min_count: int
     return [*kept, edges[-1]] if len(edges) > 1 else edges  # one length only: one bucket
 
 
+def width_bucket_edges(lengths: Sequence[int], width: int = 10, min_count: int = 50) -> list[int]:
+    """Lower edges of buckets `width` words wide (0, 10, 20, ...); from the longest down, a bucket with
+    fewer than `min_count` sentences merges into the one below (the first, into the one above)."""
+    lengths = np.asarray(lengths)
+    edges = list(range(0, int(lengths.max()) + 1, width))
+
+    def count(b: int) -> int:
+        hi = edges[b + 1] if b + 1 < len(edges) else np.inf
+        return int(((lengths >= edges[b]) & (lengths < hi)).sum())
+
+    for b in range(len(edges) - 1, 0, -1):
+        if count(b) < min_count:
+            del edges[b]
+    while len(edges) > 1 and count(0) < min_count:
+        del edges[1]
+    return edges
+
+
 def bucket_of(length: int, edges: Sequence[int]) -> int:
     """Index of the bucket (by lower edges) that holds `length`."""
     return int(np.searchsorted(edges, length, side="right")) - 1

@@ -13,16 +13,24 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from translate.checkpoints import check_languages, model_from, read_checkpoint, training_record
-from translate.evaluation import bleu_by_length, bucket_of, corpus_score, length_bucket_edges, paired_significance
+from translate.evaluation import (
+    bleu_by_length,
+    bucket_of,
+    corpus_score,
+    length_bucket_edges,
+    paired_significance,
+    width_bucket_edges,
+)
 from translate.files import atomic_write_bytes, write_json
 from translate.machine import describe, machine
+from translate.saliency import BINS, FROM_END, remembered
 from translate.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
@@ -36,6 +44,9 @@ SMOKE = (
     "everything works and that the models learn; these are not the models' real scores."
 )
 VOLATILE = ("created", "command", "machine", "decode_seconds", "sentences_per_second")  # differ between runs
+
+
+Extra = Callable[[Translator, list[str], float], dict]  # more of a model's row: (translator, hypotheses, alpha)
 
 
 @dataclass
@@ -53,10 +64,13 @@ def heatmap_sentences(sources: Sequence[str], count: int) -> list[int]:
     return sorted(range(len(sources)), key=lambda i: (-len(sources[i].split()), i))[:count]
 
 
-def report_head(sources: Sequence[str], data: dict, beam_size: int, max_tokens: int, smoke: bool) -> dict:
-    """The report before any model: when, by what command, on what machine and data, the length buckets."""
+def report_head(
+    sources: Sequence[str], data: dict, beam_size: int, max_tokens: int, smoke: bool, edges: list[int] | None = None
+) -> dict:
+    """The report before any model: when, by what command, on what machine and data, the length buckets
+    (by default evaluation.length_bucket_edges)."""
     lengths = [len(s.split()) for s in sources]
-    edges = length_bucket_edges(lengths)
+    edges = edges if edges is not None else length_bucket_edges(lengths)
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["translate", *sys.argv[1:]]),
@@ -93,7 +107,7 @@ def heatmap_figures(
     for i, translation in zip(examples, details, strict=True):
         if translation.attention is not None:
             figure = attention_figure(translation, f"{entry.name} ({kind}): test sentence {i}")
-            figures.append((i, f"attention_{entry.name}_{i}.png", figure))
+            figures.append((i, f"attention_{entry.name.replace('/', '-')}_{i}.png", figure))
     return figures
 
 
@@ -109,17 +123,21 @@ def build_report(
     n_bootstrap: int = 1000,
     device: str = "auto",
     smoke: bool = False,
+    edges: list[int] | None = None,
+    extra: Extra | None = None,
 ) -> tuple[dict, dict[str, bytes]]:
     """Decode and score every entry; returns the report (JSON-ready) and its figures (PNG bytes by file name).
 
     Every model decodes with the same beam; `alpha` overrides each entry's length penalty. `data`
     describes the test data: ``dataset``, ``split`` and ``languages`` (source, target); a checkpoint
-    trained on another language pair is refused. `smoke` marks the report as a smoke run's.
+    trained on another language pair is refused. `smoke` marks the report as a smoke run's. `edges`
+    are the source-length buckets' lower edges (default: evaluation.length_bucket_edges); `extra`
+    adds fields to each model's row from (translator, its hypotheses, its length penalty).
     """
     names = [entry.name for entry in entries]
     if len(set(names)) < len(names):
         raise ValueError(f"entries need distinct names (they name figures and significance pairs), got {names}")
-    report = report_head(sources, data, beam_size, max_tokens, smoke)
+    report = report_head(sources, data, beam_size, max_tokens, smoke, edges)
     edges, examples = report["length_buckets"]["edges"], heatmap_sentences(sources, heatmaps)
     figures: dict[str, bytes] = {}
     outputs: dict[str, list[str]] = {}
@@ -131,24 +149,15 @@ def build_report(
         hypotheses = translator.translate(
             sources, beam_size, penalty, max_tokens=max_tokens, progress=True, split_sentences=False
         )
-        seconds = time.perf_counter() - start
+        row = model_row(entry, translator, checkpoint, penalty, time.perf_counter() - start, len(sources))
+        row |= corpus_score(hypotheses, references, n_bootstrap).as_dict()
         outputs[entry.name] = hypotheses
-        row = {
-            "name": entry.name,
-            "model": type(translator.model).__name__,
-            "checkpoint": str(entry.checkpoint),
-            "parameters": sum(p.numel() for p in translator.model.parameters()),
-            **training_record(checkpoint),
-            "alpha": penalty,
-            **corpus_score(hypotheses, references, n_bootstrap).as_dict(),
-            "decode_seconds": round(seconds, 1),
-            "sentences_per_second": round(len(sources) / seconds, 1),
-        }
         if k > 0:
             previous = entries[k - 1].name
             test = paired_significance(outputs[previous], hypotheses, references, n_bootstrap)
             row["significance"] = {"against": previous, "p_value": test["p_value"], "signature": test["signature"]}
         row["by_length"] = bleu_by_length(sources, hypotheses, references, edges, n_bootstrap)
+        row |= extra(translator, hypotheses, penalty) if extra else {}
         report["models"].append(row)
         log.info("%s: BLEU %.2f ± %.2f, chrF %.2f", entry.name, row["bleu"], row["bleu_ci"], row["chrf"])
         for i, name, figure in heatmap_figures(entry, translator, sources, examples, beam_size, penalty):
@@ -156,6 +165,68 @@ def build_report(
             report["heatmaps"].append({"model": entry.name, "sentence": i, "file": name})
     report["finding"] = finding(report)
     figures["bleu_by_length.png"] = bleu_by_length_figure(report)
+    return report, figures
+
+
+def model_row(
+    entry: Entry, translator: Translator, checkpoint: dict, alpha: float, seconds: float, sentences: int
+) -> dict:
+    """What the report says of a model besides its scores: what it is, how it was trained, its decoding."""
+    return {
+        "name": entry.name,
+        "model": type(translator.model).__name__,
+        "checkpoint": str(entry.checkpoint),
+        "parameters": sum(p.numel() for p in translator.model.parameters()),
+        **training_record(checkpoint),
+        "alpha": alpha,
+        "decode_seconds": round(seconds, 1),
+        "sentences_per_second": round(sentences / seconds, 1),
+    }
+
+
+# -- the long-input report ---------------------------------------------------------------------------
+
+
+def build_long_report(
+    entries: Sequence[Entry],
+    sets: dict[int, tuple[list[str], list[str]]],
+    data: dict,
+    beam_size: int = 5,
+    alpha: float | None = None,
+    max_tokens: int = 4096,
+    split_at: Sequence[int] = (4, 8),
+    **settings: object,
+) -> tuple[dict, dict[str, bytes]]:
+    """The leaderboard on the test split joined in runs of k sentences, for every k of `sets` (k ->
+    (sources, references)) at once, bucketed by source length 10 words wide (at least 50 sentences a
+    bucket). Each model also gets BLEU by k (for k in `split_at` also with sentence splitting) and
+    what it remembers (saliency.py) of the shortest runs and of the longest. Other `settings`
+    (n_bootstrap, device) are :func:`build_report`'s."""
+    ks = [k for k, (sources, _) in sets.items() for _ in sources]
+    sources = [s for k in sets for s in sets[k][0]]
+    references = [r for k in sets for r in sets[k][1]]
+
+    def extra(translator: Translator, hypotheses: list[str], penalty: float) -> dict:
+        rows = []
+        for k, (src, ref) in sets.items():
+            own = [h for h, n in zip(hypotheses, ks, strict=True) if n == k]
+            row = {"k": k, "sentences": len(src), "bleu": corpus_score(own, ref, n_bootstrap=1).bleu}
+            if k in split_at:
+                split = translator.translate(src, beam_size, penalty, max_tokens=max_tokens, split_sentences=True)
+                row["bleu_split"] = corpus_score(split, ref, n_bootstrap=1).bleu
+            rows.append(row)
+        ends = {"short": min(sets), "long": max(sets)}
+        return {
+            "by_joined": rows,
+            "remembers": {name: remembered(translator.model, *sets[k]) for name, k in ends.items()},
+        }
+
+    edges = width_bucket_edges([len(s.split()) for s in sources])
+    data = {**data, "joined": list(sets)}
+    report, figures = build_report(
+        entries, sources, references, data, beam_size, alpha, max_tokens, 0, edges=edges, extra=extra, **settings
+    )
+    figures["remembers.png"] = remembers_figure(report)
     return report, figures
 
 
@@ -203,6 +274,31 @@ def bleu_by_length_figure(report: dict) -> bytes:
     ax.set_title(f"BLEU by source length, {report['data']['dataset']} {report['data']['split']}")
     ax.grid(alpha=0.3)
     ax.legend()
+    return png(figure)
+
+
+def remembers_figure(report: dict) -> bytes:
+    """Gradient share by source position against a uniform spread, one line per model: by relative
+    position and by distance from the end (columns), for the shortest and the longest inputs (rows)."""
+    figure = Figure(figsize=(10.0, 6.4))
+    axes = figure.subplots(2, 2, sharey="row")
+    joined = report["data"]["joined"]
+    for row, (which, k) in enumerate((("short", min(joined)), ("long", max(joined)))):
+        for model in report["models"]:
+            curves = model["remembers"][which]
+            relative = [(b + 0.5) / BINS for b in range(BINS)]
+            axes[row, 0].plot(relative, curves["relative"], marker="o", label=model["name"])
+            axes[row, 1].plot(range(1, FROM_END + 1), curves["from_end"], marker="o", label=model["name"])
+        tokens = report["models"][0]["remembers"][which]["mean_source_tokens"] if report["models"] else 0
+        for ax, x in zip(
+            axes[row], ("relative source position (0 = first word)", "source tokens from the end"), strict=True
+        ):
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel(x)
+            ax.grid(alpha=0.3)
+        axes[row, 0].set_ylabel(f"{k} sentence{'s' * (k > 1)} (~{tokens:.0f} tokens)\ngradient share x length")
+    axes[0, 0].legend(fontsize=8)
+    figure.suptitle("What each model remembers: the reference's gradient at each source position (1 = uniform)")
     return png(figure)
 
 
@@ -254,10 +350,36 @@ def render_markdown(report: dict, images: str = "") -> str:
         cells = " | ".join(f"{m['by_length'][b]['bleu']:.1f} ± {m['by_length'][b]['bleu_ci']:.1f}" for m in models)
         lines.append(f"| {models[0]['by_length'][b]['bucket'] if models else ''} | {count} | {cells} |")
     lines += ["", f"![BLEU by source length]({images}bleu_by_length.png)", "", report["finding"]]
+    if "joined" in data:
+        lines += joined_markdown(report, images)
     if report["heatmaps"]:
         lines += ["", "### Attention on the longest test sentences", ""]
         lines += [f"![{h['model']}, test sentence {h['sentence']}]({images}{h['file']})" for h in report["heatmaps"]]
     return "\n".join(lines) + "\n"
+
+
+def joined_markdown(report: dict, images: str) -> list[str]:
+    """The long-input report's own sections: BLEU by sentences joined (unsplit and split), what each model remembers."""
+    models, joined = report["models"], report["data"]["joined"]
+    split = [row["k"] for row in models[0]["by_joined"] if "bleu_split" in row] if models else []
+    lines = ["", "### Test sentences joined in runs of k", ""]
+    lines.append(
+        "| Model | " + " | ".join(f"k = {k}" for k in joined) + "".join(f" | k = {k}, split" for k in split) + " |"
+    )
+    lines.append("|---|" + "---:|" * (len(joined) + len(split)))
+    for m in models:
+        cells = [f"{row['bleu']:.1f}" for row in m["by_joined"]]
+        cells += [f"{row['bleu_split']:.1f}" for row in m["by_joined"] if "bleu_split" in row]
+        lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Split: each run translated sentence by sentence (sentencex) and rejoined, as `translate generate` does.",
+        "",
+        "### What each model remembers",
+        "",
+        f"![Gradient share by source position]({images}remembers.png)",
+    ]
+    return lines
 
 
 def significance_text(model: dict, models: list[dict]) -> str:
@@ -292,18 +414,16 @@ def write_report(report: dict, figures: dict[str, bytes], directory: Path) -> Pa
     return path
 
 
-README_START, README_END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
-
-
-def update_readme(readme: Path, report: dict, images: str = "reports/") -> None:
-    """Replace the README's leaderboard block (between the markers) with one rendered from `report`."""
+def update_readme(readme: Path, report: dict, images: str = "reports/", block: str = "leaderboard") -> None:
+    """Replace the README's block between ``<!-- {block}:start -->`` and ``<!-- {block}:end -->`` with
+    the report rendered as Markdown."""
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     text = readme.read_text(encoding="utf-8")
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} block to update")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    block = f"{README_START}\n{render_markdown(report, images)}{README_END}"
-    atomic_write_bytes(readme, (head + block + tail).encode())
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} block to update")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    atomic_write_bytes(readme, (head + f"{start}\n{render_markdown(report, images)}{end}" + tail).encode())
 
 
 def strip_volatile(value: object) -> object:
