@@ -210,7 +210,9 @@ def joined_sets(tiny_dm) -> dict[int, tuple[list[str], list[str]]]:
     }
 
 
-def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(checkpoints, joined_sets, test_data):
+def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(
+    checkpoints, joined_sets, test_data, tmp_path
+):
     data = test_data[2]
     report, figures = build_long_report(checkpoints[::2], joined_sets, data, split_at=(3,), n_bootstrap=10)
     assert report["data"]["joined"] == [1, 2, 3]
@@ -233,6 +235,14 @@ def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(chec
     markdown = render_markdown(report)
     assert "### Test sentences joined in runs of k" in markdown and "| k = 3, split |" in markdown
     assert "(remembers.png)" in markdown
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "<!-- leaderboard:start -->\nkept\n<!-- leaderboard:end -->\n<!-- long:start -->\n<!-- long:end -->\n"
+    )
+    update_readme(readme, report, "reports/long/", block="long")
+    text = readme.read_text()
+    assert "kept" in text and "| k = 3, split |" in text and "(reports/long/remembers.png)" in text
+    assert report["finding"] in text and "### BLEU by source-sentence length" not in text  # the short version
 
 
 def test_config_names_are_file_names_unless_two_share_one():

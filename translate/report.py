@@ -358,28 +358,46 @@ def render_markdown(report: dict, images: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def joined_summary(report: dict, images: str = "") -> str:
+    """The long-input report in short (for the README): how it was made, BLEU by sentences joined,
+    the bottleneck curve and its finding, what each model remembers."""
+    data, models = report["data"], report["models"]
+    alphas = ", ".join(f"{m['alpha']} ({m['name']})" for m in models)
+    lines = [
+        f"Test split of `{data['dataset']}` {'→'.join(data['languages'])} joined in runs of k = "
+        f"{min(data['joined'])}…{max(data['joined'])} consecutive sentences ({data['sentences']} inputs), beam "
+        f"{report['decoding']['beam_size']}, alpha {alphas}. Written by `{report['command']}` on {report['created']} "
+        f"({describe(report['machine'])}); the whole report: `{images}leaderboard.md`.",
+        "",
+        *joined_table(report),
+        "",
+        f"![BLEU by source length]({images}bleu_by_length.png)",
+        "",
+        report["finding"],
+        "",
+        f"![Gradient share by source position]({images}remembers.png)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def joined_markdown(report: dict, images: str) -> list[str]:
     """The long-input report's own sections: BLEU by sentences joined (unsplit and split), what each model remembers."""
+    lines = ["", "### Test sentences joined in runs of k", "", *joined_table(report), ""]
+    return [*lines, "### What each model remembers", "", f"![Gradient share by source position]({images}remembers.png)"]
+
+
+def joined_table(report: dict) -> list[str]:
+    """BLEU of each model by k sentences joined, unsplit and (where measured) split into sentences."""
     models, joined = report["models"], report["data"]["joined"]
     split = [row["k"] for row in models[0]["by_joined"] if "bleu_split" in row] if models else []
-    lines = ["", "### Test sentences joined in runs of k", ""]
-    lines.append(
-        "| Model | " + " | ".join(f"k = {k}" for k in joined) + "".join(f" | k = {k}, split" for k in split) + " |"
-    )
-    lines.append("|---|" + "---:|" * (len(joined) + len(split)))
+    header = [f"k = {k}" for k in joined] + [f"k = {k}, split" for k in split]
+    lines = ["| Model | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     for m in models:
         cells = [f"{row['bleu']:.1f}" for row in m["by_joined"]]
         cells += [f"{row['bleu_split']:.1f}" for row in m["by_joined"] if "bleu_split" in row]
         lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Split: each run translated sentence by sentence (sentencex) and rejoined, as `translate generate` does.",
-        "",
-        "### What each model remembers",
-        "",
-        f"![Gradient share by source position]({images}remembers.png)",
-    ]
-    return lines
+    note = "Split: each run translated sentence by sentence (sentencex) and rejoined, as `translate generate` does."
+    return [*lines, "", note]
 
 
 def significance_text(model: dict, models: list[dict]) -> str:
@@ -416,14 +434,15 @@ def write_report(report: dict, figures: dict[str, bytes], directory: Path) -> Pa
 
 def update_readme(readme: Path, report: dict, images: str = "reports/", block: str = "leaderboard") -> None:
     """Replace the README's block between ``<!-- {block}:start -->`` and ``<!-- {block}:end -->`` with
-    the report rendered as Markdown."""
+    the report rendered as Markdown (a long-input report in short)."""
     start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     text = readme.read_text(encoding="utf-8")
     if start not in text or end not in text:
         raise ValueError(f"{readme} has no {start} ... {end} block to update")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
-    atomic_write_bytes(readme, (head + f"{start}\n{render_markdown(report, images)}{end}" + tail).encode())
+    render = joined_summary if "joined" in report["data"] else render_markdown
+    atomic_write_bytes(readme, (head + f"{start}\n{render(report, images)}{end}" + tail).encode())
 
 
 def strip_volatile(value: object) -> object:
