@@ -33,7 +33,7 @@ def main() -> None:
         for setting in args.settings:
             beam, max_tokens = map(int, setting.split(":"))
             start = time.perf_counter()
-            hypotheses = translator.translate(sources, beam_size=beam, max_tokens=max_tokens)
+            hypotheses = translator.translate(sources, beam_size=beam, max_tokens=max_tokens, split_sentences=False)
             seconds = time.perf_counter() - start
             score = corpus_score(hypotheses, references)
             row = {

@@ -131,7 +131,9 @@ def joeynmt_decode(venv_python: Path, config: Path) -> dict:
 def our_decode(translator: Translator, sources: list[str], max_tokens: int) -> dict:
     translator.translate(sources[:16], beam_size=BEAM_SIZE)  # warm-up
     start = time.perf_counter()
-    hypotheses = translator.translate(sources, beam_size=BEAM_SIZE, alpha=ALPHA, max_tokens=max_tokens)
+    hypotheses = translator.translate(
+        sources, beam_size=BEAM_SIZE, alpha=ALPHA, max_tokens=max_tokens, split_sentences=False
+    )
     return {
         "max_tokens": max_tokens,
         "test_decode_seconds": round(time.perf_counter() - start, 2),

@@ -22,19 +22,23 @@ def main() -> None:
     parser.add_argument("--dataset", default="../shared/data/multi30k")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.6, 0.8, 1.0, 1.2, 1.4, 1.6])
     parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--eval-join", type=int, default=1, help="validation joined in runs of this many sentences")
     parser.add_argument("--name", default="length_penalty", help="results/<name>.json and .md")
     args = parser.parse_args()
 
-    data = TranslationDataModule(dataset=args.dataset)
+    data = TranslationDataModule(dataset=args.dataset, eval_join=args.eval_join)
     sources, references = data.sources("validation"), data.references("validation")
-    results: dict = {"split": "validation", "sentences": len(sources), "beam_size": args.beam_size, "models": {}}
+    results: dict = {"split": "validation", "eval_join": args.eval_join, "sentences": len(sources), "models": {}}
+    results["beam_size"] = args.beam_size
     table = "| model | alpha | val sacreBLEU | brevity penalty | hyp/ref length |\n|---|---:|---:|---:|---:|\n"
     for item in args.checkpoint:
         name, path = item.split("=", 1)
         translator = Translator.from_checkpoint(path, device="cpu")
         rows = []
         for alpha in args.alphas:
-            hypotheses = translator.translate(sources, beam_size=args.beam_size, alpha=alpha, max_tokens=8192)
+            hypotheses = translator.translate(
+                sources, beam_size=args.beam_size, alpha=alpha, max_tokens=8192, split_sentences=False
+            )
             bleu = sacrebleu.corpus_bleu(hypotheses, [references])
             rows.append(
                 {"alpha": alpha, "bleu": round(bleu.score, 2), "bp": round(bleu.bp, 3), "ratio": round(bleu.ratio, 3)}
