@@ -216,7 +216,9 @@ def test_joined_training_batch_concatenates_the_pairs_ids(corpus, cache_dir):
     assert dm.longest_training_example() >= max(int(n) for n in batch.src_lengths)
 
 
-def test_eval_splits_join_runs_of_k_references_like_sources(corpus, cache_dir):
+@pytest.mark.parametrize("fixture", ["corpus", "nested_corpus"])
+def test_eval_splits_join_runs_of_k_references_like_sources(fixture, request, cache_dir):
+    corpus = request.getfixturevalue(fixture)
     single = datamodule(corpus, cache_dir)
     dm = datamodule(corpus, cache_dir, eval_join=3)
     for split in ("validation", "test"):
