@@ -143,9 +143,12 @@ def test_non_string_names_its_index(translator, bad):
 
 
 def test_very_long_input_is_truncated_with_warning(translator):
-    with pytest.warns(UserWarning, match="truncated"):
-        out = translator.translate([DE[9], "der Mann läuft " * 700])
+    with pytest.warns(UserWarning, match=r"1 of 2 sentences .* truncated \(first: sentences 1, 2100 tokens\)") as seen:
+        out = translator.translate([DE[9], "der Mann läuft " * 700])  # one sentence: no full stop
     assert out[0] == EN[9] and isinstance(out[1], str)
+    assert seen[0].filename == __file__  # the warning points at the caller
+    with pytest.warns(UserWarning, match=r"1 of 2 texts"):
+        translator.translate([DE[9], "der Mann läuft " * 700], split_sentences=False)
 
 
 def test_unseen_characters_translate(translator):

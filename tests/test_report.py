@@ -248,6 +248,7 @@ def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(
 def test_config_names_are_file_names_unless_two_share_one():
     assert config_names([Path("configs/gru.yaml"), Path("configs/bahdanau.yaml")]) == ["gru", "bahdanau"]
     assert config_names([Path("configs/long/gru.yaml"), Path("configs/gru.yaml")]) == ["long/gru", "gru"]
+    assert config_names([Path("long/gru.yaml"), Path("gru.yaml")]) == ["long/gru", "gru"]
     with pytest.raises(ValueError, match="distinct names"):
         config_names([Path("a/long/gru.yaml"), Path("b/long/gru.yaml")])
 

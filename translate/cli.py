@@ -142,7 +142,7 @@ def config_names(configs: list[Path]) -> list[str]:
     stems = [config.stem for config in configs]
     if len(set(stems)) == len(stems):
         return stems
-    names = [c.stem if c.parent.name == "configs" else f"{c.parent.name}/{c.stem}" for c in configs]
+    names = [c.stem if c.parent.name in ("configs", "") else f"{c.parent.name}/{c.stem}" for c in configs]
     if len(set(names)) < len(names):
         raise ValueError(f"--configs need distinct names (they name the models): {[str(c) for c in configs]}")
     return names
@@ -165,7 +165,9 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--alpha", type=float, help="GNMT length penalty exponent (default: each config's)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per decoding batch")
-    parser.add_argument("--heatmaps", type=int, default=2, help="attention heatmaps of the longest test sentences")
+    parser.add_argument(
+        "--heatmaps", type=int, default=2, help="attention heatmaps of the longest test sentences (not with --joined)"
+    )
     parser.add_argument("--device", default="auto")
     args, overrides = parser.parse_known_args(argv)
     Decoding(beam_size=args.beam_size, alpha=0.0 if args.alpha is None else args.alpha)  # refused before training
@@ -177,7 +179,7 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     long = [Path("configs/long") / f"{name}.yaml" for name in LONG] + standard
     args.configs = args.configs or (long if args.long else standard)
     args.joined = args.joined or (8 if args.long else None)
-    args.out = args.out or Path("reports/quick" if args.quick else "reports/long" if args.long else "reports")
+    args.out = args.out or Path("reports/quick" if args.quick else "reports/long" if args.joined else "reports")
     stems = config_names(args.configs)
     malformed = [item for item in args.checkpoint if not all(item.partition("=")[::2])]
     if malformed:
@@ -222,12 +224,14 @@ def leaderboard(argv: list[str]) -> None:
     for config, name in zip(args.configs, config_names(args.configs), strict=True):
         entry, parsed = leaderboard_entry(config, name, overrides, args.checkpoint.get(name))
         dm = parsed.datamodule
-        described = {"dataset": dm.dataset, "split": "test", "languages": [dm.src_lang, dm.tgt_lang]}
+        split = "test" if dm.eval_join == 1 else f"test, runs of {dm.eval_join} sentences"  # as `translate test`
+        described = {"dataset": dm.dataset, "split": split, "languages": [dm.src_lang, dm.tgt_lang]}
         if data is not None and described != data:
             raise ValueError(f"config {config} tests on {described}, the previous ones on {data}")
         data = described
         entries.append(entry)
     settings = {"beam_size": args.beam_size, "alpha": args.alpha, "max_tokens": args.max_tokens, "device": args.device}
+    settings["smoke"] = args.quick
     if args.joined:
         single = TranslationDataModule(
             dm.dataset, dm.dataset_config, dm.src_lang, dm.tgt_lang, cache_dir=str(dm.cache_dir)
@@ -237,9 +241,7 @@ def leaderboard(argv: list[str]) -> None:
         report, figures = build_long_report(entries, sets, data, **settings)
     else:
         sources, references = dm.sources("test"), dm.references("test")
-        report, figures = build_report(
-            entries, sources, references, data, heatmaps=args.heatmaps, smoke=args.quick, **settings
-        )
+        report, figures = build_report(entries, sources, references, data, heatmaps=args.heatmaps, **settings)
     log.info("leaderboard: %s", write_report(report, figures, args.out))
     if args.readme:
         update_readme(args.readme, report, f"{args.out.as_posix()}/", block="long" if args.joined else "leaderboard")

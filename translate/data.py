@@ -231,8 +231,10 @@ class TokenBudgetSampler(DistributedSampler):
         src_lengths, tgt_lengths, groups = self.src_lengths, self.tgt_lengths, None
         if self.join > 1:
             groups = join_groups(len(src_lengths), self.join, np.random.default_rng([self.seed, self.epoch, self.join]))
-            src_lengths = np.array([src_lengths[g].sum() for g in groups])  # (groups,)
-            tgt_lengths = np.array([tgt_lengths[g].sum() for g in groups])  # (groups,)
+            starts = np.cumsum([0] + [len(g) for g in groups[:-1]])  # (groups,)
+            members = np.concatenate(groups)
+            src_lengths = np.add.reduceat(src_lengths[members], starts)  # (groups,)
+            tgt_lengths = np.add.reduceat(tgt_lengths[members], starts)  # (groups,)
         tiebreak = rng.permutation(len(src_lengths)) if self.shuffle else np.arange(len(src_lengths))
         order = np.lexsort((tiebreak, tgt_lengths, src_lengths))
         if not self.shuffle:  # evaluation: each rank batches its own disjoint share of the sentences

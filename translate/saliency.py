@@ -42,7 +42,7 @@ def gradient_shares(model: Seq2SeqModule, src: Tensor, src_lengths: Tensor, tgt:
         logits = model(src, src_lengths, tgt_in)  # (B, T + 1, V)
     finally:
         handle.remove()
-    log_probs = logits.float().log_softmax(-1).gather(-1, tgt_out.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    log_probs = logits.float().log_softmax(-1).gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)  # (B, T + 1)
     likelihood = (log_probs * (tgt_out != PAD_ID)).sum()  # the examples' log-likelihoods do not interact
     (gradient,) = torch.autograd.grad(likelihood, embedded[0])  # (B, S, E)
     norms = gradient.norm(dim=-1) * model.source_mask(src, src_lengths)  # (B, S)
@@ -57,8 +57,8 @@ def remembered(model: Seq2SeqModule, sources: Sequence[str], references: Sequenc
     keep = [i for i, (x, y) in enumerate(zip(src_ids, tgt_ids, strict=True)) if x and y]
     lengths = np.array([len(src_ids[i]) for i in keep])
     relative, from_end = [[] for _ in range(BINS)], [[] for _ in range(FROM_END)]
-    model.eval()
-    with torch.enable_grad():
+    model.eval()  # no dropout; cuDNN runs no RNN backward in eval mode, so it is off here
+    with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
         for rows in token_budget_batches(np.argsort(lengths, kind="stable"), lengths + 1, max_tokens):
             batch = [keep[i] for i in rows]
             src = pad_sequence([torch.tensor(src_ids[i]) for i in batch], batch_first=True, padding_value=PAD_ID)
