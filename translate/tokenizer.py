@@ -28,6 +28,14 @@ LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2
 CONTROLS = str.maketrans(dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " "))
 
 
+def check_unicode(text: str, index: int) -> None:
+    """Refuse a text that is not valid Unicode (a lone surrogate, as from a bad decode), naming its index."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"text at index {index} is not valid Unicode ({e.reason} at position {e.start})") from e
+
+
 class SharedTokenizer:
     """A joint SentencePiece vocabulary: batch encode/decode, serialisable to bytes."""
 
@@ -135,14 +143,9 @@ class SharedTokenizer:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, without bos/eos. Control characters count as spaces; a text that is not
         valid Unicode (a lone surrogate, as from a bad decode) is refused, naming its index."""
-        cleaned = []
         for i, text in enumerate(texts):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise ValueError(f"text at index {i} is not valid Unicode ({e.reason} at position {e.start})") from e
-            cleaned.append(text.translate(CONTROLS))
-        return self._sp.encode(cleaned, out_type=int)
+            check_unicode(text, i)
+        return self._sp.encode([text.translate(CONTROLS) for text in texts], out_type=int)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of each id sequence; pad/bos/eos are dropped, and a line break (which byte-fallback pieces

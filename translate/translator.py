@@ -25,7 +25,7 @@ from translate.checkpoints import load_model
 from translate.models.base import Seq2SeqModule
 from translate.search import Decoding, Hypothesis
 from translate.sentences import join_lines, split_lines
-from translate.tokenizer import PAD_ID
+from translate.tokenizer import PAD_ID, check_unicode
 
 
 @dataclass
@@ -107,6 +107,7 @@ class Translator:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text at index {i} is {type(text).__name__}, expected a string")
+            check_unicode(text, i)  # before the segmenter, which cannot take it either
         if split_sentences:
             language = self.model.languages[0] if self.model.languages else "en"
             layout = [split_lines(text, language) for text in texts]
