@@ -143,7 +143,8 @@ def test_non_string_names_its_index(translator, bad):
 
 
 def test_very_long_input_is_truncated_with_warning(translator):
-    with pytest.warns(UserWarning, match=r"1 of 2 sentences .* truncated \(first: sentences 1, 2100 tokens\)") as seen:
+    message = r"1 of 2 sentences .* truncated \(the first: sentence 1, 2100 tokens\)"
+    with pytest.warns(UserWarning, match=message) as seen:
         out = translator.translate([DE[9], "der Mann läuft " * 700])  # one sentence: no full stop
     assert out[0] == EN[9] and isinstance(out[1], str)
     assert seen[0].filename == __file__  # the warning points at the caller

@@ -112,18 +112,19 @@ class Translator:
             language = self.model.languages[0] if self.model.languages else "en"
             layout = [split_lines(text, language) for text in texts]
             sentences = [sentence for lines in layout for line in lines for sentence in line]
-            nbests = self._nbest(sentences, decoding, max_tokens, return_details, progress, split=True)
+            nbests = self._nbest(sentences, decoding, max_tokens, return_details, progress, "sentence")
             results = self._rejoin(layout, nbests, decoding.n_best)
         else:
-            results = self._nbest(texts, decoding, max_tokens, return_details, progress, split=False)
+            results = self._nbest(texts, decoding, max_tokens, return_details, progress, "text")
         outputs = [self._shaped(nbest, decoding.n_best, return_details) for nbest in results]
         return outputs[0] if single else outputs
 
     def _nbest(
-        self, texts: list[str], decoding: Decoding, max_tokens: int, details: bool, progress: bool, split: bool
+        self, texts: list[str], decoding: Decoding, max_tokens: int, details: bool, progress: bool, unit: str
     ) -> list[list[Translation]]:
-        """The n-best translations of each text, each text decoded whole, batched by source length."""
-        ids = self._source_ids(texts, self.model.source_limit(decoding), "sentences" if split else "texts")
+        """The n-best translations of each text, each decoded whole, batched by source length (`unit`: what
+        the texts are, for the truncation warning)."""
+        ids = self._source_ids(texts, self.model.source_limit(decoding), unit)
         empty = [Translation("", 0.0, [], [])] * decoding.n_best
         results: list[list[Translation]] = [empty if not x else [] for x in ids]
         todo = np.array([i for i, x in enumerate(ids) if x], dtype=np.int64)
@@ -162,14 +163,13 @@ class Translator:
         return items if n_best > 1 else items[0]
 
     def _source_ids(self, texts: list[str], limit: int, unit: str) -> list[list[int]]:
-        """Token ids of each text, at most `limit` (with a warning naming the first truncated one; `unit`:
-        what the texts are, as the warning calls them)."""
+        """Token ids of each text, at most `limit` (with a warning naming the first truncated `unit`)."""
         ids = self.tokenizer.encode(texts)
         long = [i for i, x in enumerate(ids) if len(x) > limit]
         if long:
             warnings.warn(
-                f"{len(long)} of {len(texts)} {unit} longer than the model's source limit ({limit} tokens) were "
-                f"truncated (first: {unit} {long[0]}, {len(ids[long[0]])} tokens)",
+                f"{len(long)} of {len(texts)} {unit}s longer than the model's source limit ({limit} tokens) were "
+                f"truncated (the first: {unit} {long[0]}, {len(ids[long[0]])} tokens)",
                 stacklevel=5,  # past _nbest, translate and its inference_mode wrapper
             )
         return [x[:limit] for x in ids]
