@@ -255,22 +255,25 @@ def test_config_names_are_file_names_unless_two_share_one():
 
 def test_leaderboard_joined_command(checkpoints, tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    leaderboard(
-        [
-            "--configs",
-            *(str(ROOT / "configs" / "quick" / f"{name}.yaml") for name in ("gru", "transformer")),
-            f"--checkpoint=gru={checkpoints[0].checkpoint}",
-            f"--checkpoint=transformer={checkpoints[2].checkpoint}",
-            "--joined=2",
-            "--out=long",
-            f"--data.dataset={tiny_corpus}",
-            f"--data.cache_dir={tmp_path / 'cache'}",
-            "--data.vocab_size=400",
-        ]
-    )
+    args = [
+        "--configs",
+        str(ROOT / "configs" / "quick" / "gru.yaml"),
+        str(ROOT / "configs" / "long" / "transformer.yaml"),  # its test split is runs of 4; --joined is its own
+        f"--checkpoint=gru={checkpoints[0].checkpoint}",
+        f"--checkpoint=transformer={checkpoints[2].checkpoint}",
+        "--joined=2",
+        "--out=long",
+        f"--data.dataset={tiny_corpus}",
+        f"--data.cache_dir={tmp_path / 'cache'}",
+        "--data.vocab_size=400",
+    ]
+    leaderboard(args)
     report = json.loads((tmp_path / "long/leaderboard.json").read_text())
     assert report["data"]["joined"] == [1, 2] and report["data"]["sentences"] == 50 + 25
     assert [row["k"] for row in report["models"][1]["by_joined"]] == [1, 2]
+    mixed = [a for a in args if a != "--joined=2"]  # without --joined: a single-sentence and a joined test split
+    with pytest.raises(ValueError, match="tests on .*runs of 4 sentences"):
+        leaderboard(mixed)
     with pytest.raises(ValueError, match="--quick and --long"):
         leaderboard(["--quick", "--long"])
     with pytest.raises(ValueError, match="--joined must be at least 1"):

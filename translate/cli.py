@@ -224,7 +224,8 @@ def leaderboard(argv: list[str]) -> None:
     for config, name in zip(args.configs, config_names(args.configs), strict=True):
         entry, parsed = leaderboard_entry(config, name, overrides, args.checkpoint.get(name))
         dm = parsed.datamodule
-        split = "test" if dm.eval_join == 1 else f"test, runs of {dm.eval_join} sentences"  # as `translate test`
+        joined = dm.eval_join > 1 and not args.joined  # --joined joins the single sentences itself
+        split = f"test, runs of {dm.eval_join} sentences" if joined else "test"  # as `translate test` reads it
         described = {"dataset": dm.dataset, "split": split, "languages": [dm.src_lang, dm.tgt_lang]}
         if data is not None and described != data:
             raise ValueError(f"config {config} tests on {described}, the previous ones on {data}")
