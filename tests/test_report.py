@@ -233,7 +233,13 @@ def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(
         sacrebleu.corpus_bleu(unsplit, [references]).score
     )
     markdown = render_markdown(report)
-    assert "### Test sentences joined in runs of k" in markdown and "| k = 3, split |" in markdown
+    singles = [
+        " ".join(translator.translate(joined_sets[1][0][i : i + 3], split_sentences=False)) for i in range(0, 48, 3)
+    ]
+    assert report["models"][1]["by_joined"][2]["bleu_singles_joined"] == pytest.approx(
+        sacrebleu.corpus_bleu(singles, [references]).score
+    )
+    assert "### Test sentences joined in runs of k" in markdown and "| k = 3, split | k = 3, singles |" in markdown
     assert "(remembers.png)" in markdown
     readme = tmp_path / "README.md"
     readme.write_text(
