@@ -17,6 +17,7 @@ from translate.report import (
     build_long_report,
     build_report,
     finding,
+    joined_summary,
     render_markdown,
     strip_volatile,
     update_readme,
@@ -136,6 +137,8 @@ def test_readme_shows_the_committed_leaderboard():
         pytest.fail("reports/leaderboard.json is not committed")
     report = json.loads(committed.read_text())
     assert render_markdown(report, "reports/") in (ROOT / "README.md").read_text()
+    long = json.loads((ROOT / "reports" / "long" / "leaderboard.json").read_text())
+    assert joined_summary(long, "reports/long/") in (ROOT / "README.md").read_text()
 
 
 # -- the command ----------------------------------------------------------------------------------

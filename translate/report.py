@@ -261,7 +261,7 @@ def png(figure: Figure) -> bytes:
 
 def bleu_by_length_figure(report: dict) -> bytes:
     """BLEU (with 95 % CI bars) against source length bucket, one line per model."""
-    figure = Figure(figsize=(6.4, 4.0))
+    figure = Figure(figsize=(max(6.4, 0.8 * len(report["length_buckets"]["edges"]) + 1.0), 4.0))
     ax = figure.subplots()
     for model in report["models"]:
         rows = model["by_length"]
