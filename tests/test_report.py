@@ -287,3 +287,37 @@ def test_leaderboard_joined_command(checkpoints, tiny_corpus, tmp_path, monkeypa
         leaderboard(["--quick", "--long"])
     with pytest.raises(ValueError, match="--joined must be at least 1"):
         leaderboard(["--joined=0"])
+
+
+def test_leaderboard_only_adds_models_to_the_report_in_out(checkpoints, tiny_corpus, tmp_path, monkeypatch):
+    """--only decodes the named models and keeps the others' rows (and their runs) from the report in --out."""
+    monkeypatch.chdir(tmp_path)
+    common = [f"--data.dataset={tiny_corpus}", f"--data.cache_dir={tmp_path / 'cache'}", "--data.vocab_size=400"]
+    common += ["--joined=2", "--out=long", "--configs", *(str(ROOT / "configs/quick" / f"{n}.yaml") for n in NAMES)]
+    leaderboard([*common, "--only", "gru", f"--checkpoint=gru={checkpoints[0].checkpoint}"])
+    first = json.loads((tmp_path / "long/leaderboard.json").read_text())
+    assert [m["name"] for m in first["models"]] == ["gru"] and "runs" not in first  # a new report
+    leaderboard([*common, "--only", "transformer", "gru", f"--checkpoint=transformer={checkpoints[2].checkpoint}"])
+    second = json.loads((tmp_path / "long/leaderboard.json").read_text())
+    assert [m["name"] for m in second["models"]] == ["gru", "transformer"]  # the configs' order
+    assert [run["models"] for run in second["runs"]] == [["gru", "transformer"]]  # gru decoded again: replaced
+    leaderboard([*common, "--only", "bahdanau", f"--checkpoint=bahdanau={checkpoints[1].checkpoint}"])
+    third = json.loads((tmp_path / "long/leaderboard.json").read_text())
+    assert [m["name"] for m in third["models"]] == list(NAMES)
+    assert third["models"][0] == second["models"][0] and third["models"][2] == second["models"][1]
+    assert [run["models"] for run in third["runs"]] == [["gru", "transformer"], ["bahdanau"]]
+    assert third["finding"] == finding(third) and "bahdanau" in third["finding"]
+    markdown = (tmp_path / "long/leaderboard.md").read_text()
+    runs = markdown.split("Written in runs: ")[1].split("\n")[0]  # each run's command, with its models
+    assert runs.count("` on 20") == 2 and runs.endswith("): bahdanau.")
+    with pytest.raises(ValueError, match="report's data is .* cannot be merged"):
+        leaderboard([*[a for a in common if a != "--joined=2"], "--joined=3", "--only", "gru"])
+    with pytest.raises(ValueError, match=r"--only names \['attention'\]"):
+        leaderboard([*common, "--only", "attention"])
+    with pytest.raises(ValueError, match=r"--checkpoint names \['gru'\], which --only leaves out"):
+        leaderboard([*common, "--only", "bahdanau", f"--checkpoint=gru={checkpoints[0].checkpoint}"])
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken/leaderboard.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken/leaderboard.json is not a leaderboard report"):
+        leaderboard([*common, "--out=broken", "--only", "gru"])
+    assert json.loads((tmp_path / "long/leaderboard.json").read_text()) == third  # refusals leave it whole

@@ -4,6 +4,7 @@ commands that work with checkpoints (`translate --help` lists them all)."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -16,7 +17,16 @@ from translate.checkpoints import LEGACY, average_checkpoints, best_checkpoint
 from translate.data import TranslationDataModule, join_runs
 from translate.files import AtomicCheckpointIO, atomic_write_bytes
 from translate.models import Seq2SeqModule
-from translate.report import Entry, build_long_report, build_report, check_writable, update_readme, write_report
+from translate.report import (
+    Entry,
+    build_long_report,
+    build_report,
+    check_writable,
+    merge_reports,
+    summary_figures,
+    update_readme,
+    write_report,
+)
 from translate.search import Decoding
 from translate.translator import Translator
 
@@ -160,6 +170,12 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     )
     parser.add_argument("--joined", type=int, help="test on the test split joined in runs of k = 1..JOINED sentences")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="use this checkpoint")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="decode only these models; the other models' rows are kept from the report already in --out (if any)",
+    )
     parser.add_argument("--out", type=Path, help="report directory (default: reports, or reports/quick)")
     parser.add_argument("--readme", type=Path, help="also rewrite this README's leaderboard block")
     parser.add_argument("--beam-size", type=int, default=5)
@@ -180,7 +196,15 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     args.configs = args.configs or (long if args.long else standard)
     args.joined = args.joined or (8 if args.long else None)
     args.out = args.out or Path("reports/quick" if args.quick else "reports/long" if args.joined else "reports")
-    stems = config_names(args.configs)
+    check_selection(args, config_names(args.configs))
+    missing = [str(config) for config in args.configs if not config.is_file()]
+    if missing:
+        raise FileNotFoundError(f"config {missing[0]} does not exist")
+    return args, overrides
+
+
+def check_selection(args: argparse.Namespace, stems: list[str]) -> None:
+    """Check --checkpoint (parsed into a dict) and --only against the configs' model names."""
     malformed = [item for item in args.checkpoint if not all(item.partition("=")[::2])]
     if malformed:
         raise ValueError(f"--checkpoint expects NAME=PATH (e.g. transformer=last.ckpt), got {malformed}")
@@ -188,10 +212,12 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     unknown = set(args.checkpoint) - set(stems)
     if unknown:
         raise ValueError(f"--checkpoint names {sorted(unknown)}, but the configs are {stems}")
-    missing = [str(config) for config in args.configs if not config.is_file()]
-    if missing:
-        raise FileNotFoundError(f"config {missing[0]} does not exist")
-    return args, overrides
+    unknown = set(args.only or []) - set(stems)
+    if unknown:
+        raise ValueError(f"--only names {sorted(unknown)}, but the configs are {stems}")
+    unused = set(args.checkpoint) - set(args.only or stems)
+    if unused:
+        raise ValueError(f"--checkpoint names {sorted(unused)}, which --only leaves out")
 
 
 def leaderboard_entry(
@@ -220,8 +246,10 @@ def leaderboard(argv: list[str]) -> None:
     `translate fit`."""
     args, overrides = leaderboard_arguments(argv)
     check_writable(args.out)
-    entries, data = [], None
-    for config, name in zip(args.configs, config_names(args.configs), strict=True):
+    entries, data, names = [], None, config_names(args.configs)
+    for config, name in zip(args.configs, names, strict=True):
+        if args.only and name not in args.only:
+            continue
         entry, parsed = leaderboard_entry(config, name, overrides, args.checkpoint.get(name))
         dm = parsed.datamodule
         joined = dm.eval_join > 1 and not args.joined  # --joined joins the single sentences itself
@@ -243,9 +271,20 @@ def leaderboard(argv: list[str]) -> None:
     else:
         sources, references = dm.sources("test"), dm.references("test")
         report, figures = build_report(entries, sources, references, data, heatmaps=args.heatmaps, **settings)
+    if args.only and (args.out / "leaderboard.json").is_file():
+        report = merge_reports(previous_report(args.out / "leaderboard.json"), report, names)
+        figures |= summary_figures(report)
     log.info("leaderboard: %s", write_report(report, figures, args.out))
     if args.readme:
         update_readme(args.readme, report, f"{args.out.as_posix()}/", block="long" if args.joined else "leaderboard")
+
+
+def previous_report(path: Path) -> dict:
+    """The report already at `path`, which --only adds to."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a leaderboard report ({e}): move it away, or rerun without --only") from e
 
 
 def usage() -> str:

@@ -232,6 +232,45 @@ def build_long_report(
     return report, figures
 
 
+def runs_of(report: dict) -> list[dict]:
+    """The runs that decoded a report's models: when, by what command, on what machine, which models."""
+    names = [m["name"] for m in report["models"]]
+    return report.get("runs") or [{key: report[key] for key in ("created", "command", "machine")} | {"models": names}]
+
+
+def merge_reports(old: dict, new: dict, order: Sequence[str]) -> dict:
+    """The `old` report with the models of `new` added or replaced, ordered by `order` (names; others
+    last), its finding recomputed and each model's run recorded. The two must have measured the same
+    thing (data, decoding, length buckets); a kept model's significance test against a replaced one goes."""
+    for key in ("smoke", "data", "decoding", "length_buckets"):
+        if old.get(key) != new[key]:
+            raise ValueError(
+                f"the existing report's {key} is {old.get(key)}, this run's {new[key]}: they cannot be merged "
+                "(decode every model in one run)"
+            )
+    replaced = {m["name"] for m in new["models"]}
+    kept = [dict(m) for m in old["models"] if m["name"] not in replaced]
+    for model in kept:
+        if model.get("significance", {}).get("against") in replaced:
+            del model["significance"]
+    rank = {name: i for i, name in enumerate(order)}
+    runs = [run | {"models": [n for n in run["models"] if n not in replaced]} for run in runs_of(old)]
+    merged = {
+        **new,
+        "models": sorted(kept + new["models"], key=lambda m: rank.get(m["name"], len(rank))),
+        "heatmaps": [h for h in old["heatmaps"] if h["model"] not in replaced] + new["heatmaps"],
+        "runs": [run for run in runs if run["models"]] + runs_of(new),
+    }
+    merged["finding"] = finding(merged)
+    return merged
+
+
+def summary_figures(report: dict) -> dict[str, bytes]:
+    """The figures drawn from the report's numbers alone (not the heatmaps), by file name."""
+    figures = {"bleu_by_length.png": bleu_by_length_figure(report)}
+    return figures | ({"remembers.png": remembers_figure(report)} if "joined" in report["data"] else {})
+
+
 def finding(report: dict) -> str:
     """One sentence, computed from the numbers, on what the bottleneck curve shows: for each model, its
     BLEU on the longest sources against its BLEU on the whole test set (within 5 %: it holds)."""
@@ -330,7 +369,7 @@ def render_markdown(report: dict, images: str = "") -> str:
     lines += [
         f"Test split of `{data['dataset']}` {'→'.join(data['languages'])} ({data['sentences']} sentences), "
         f"beam {decoding['beam_size']}, length penalty alpha {alphas}."
-        f" Written by `{report['command']}` on {report['created']} ({describe(report['machine'])}).",
+        f" {written_by(report)}.",
         "",
         "| Model | Parameters | Epochs | Steps | Training | Trained on | sacreBLEU | 95 % CI | chrF "
         "| vs previous (paired bootstrap) | Decoding |",
@@ -368,8 +407,8 @@ def joined_summary(report: dict, images: str = "") -> str:
     lines = [
         f"Test split of `{data['dataset']}` {'→'.join(data['languages'])} joined in runs of k = "
         f"{min(data['joined'])}…{max(data['joined'])} consecutive sentences ({data['sentences']} inputs), beam "
-        f"{report['decoding']['beam_size']}, alpha {alphas}. Written by `{report['command']}` on {report['created']} "
-        f"({describe(report['machine'])}); the whole report: `{images}leaderboard.md`.",
+        f"{report['decoding']['beam_size']}, alpha {alphas}. {written_by(report)}; the whole report: "
+        f"`{images}leaderboard.md`.",
         "",
         *joined_table(report),
         "",
@@ -406,6 +445,15 @@ def joined_table(report: dict) -> list[str]:
         "gives back at best; joined, BLEU also counts the n-grams across sentence boundaries)."
     )
     return [*lines, "", note]
+
+
+def written_by(report: dict) -> str:
+    """By what command, when and on what machine the report was written (each run's, for a merged report)."""
+    runs = report.get("runs")
+    if not runs:
+        return f"Written by `{report['command']}` on {report['created']} ({describe(report['machine'])})"
+    parts = [f"`{r['command']}` on {r['created']} ({describe(r['machine'])}): {', '.join(r['models'])}" for r in runs]
+    return "Written in runs: " + "; ".join(parts)
 
 
 def significance_text(model: dict, models: list[dict]) -> str:
