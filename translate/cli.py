@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+import uvicorn
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -28,6 +29,7 @@ from translate.report import (
     write_report,
 )
 from translate.search import Decoding
+from translate.serve import create_app
 from translate.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ SUBCOMMANDS = {
     "generate": "translate a text file or stdin with a checkpoint, one line per line",
     "leaderboard": "train the configs that have no checkpoint, decode the test split with each, write the report",
     "average": "write a checkpoint whose weights are the mean of several checkpoints of one run",
+    "serve": "an HTTP API and a page that shows the models side by side (translate serve --port 8000)",
 }
 
 
@@ -203,12 +206,17 @@ def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str
     return args, overrides
 
 
-def check_selection(args: argparse.Namespace, stems: list[str]) -> None:
-    """Check --checkpoint (parsed into a dict) and --only against the configs' model names."""
-    malformed = [item for item in args.checkpoint if not all(item.partition("=")[::2])]
+def named_checkpoints(items: list[str]) -> dict[str, str]:
+    """--checkpoint NAME=PATH arguments as a dict."""
+    malformed = [item for item in items if not all(item.partition("=")[::2])]
     if malformed:
         raise ValueError(f"--checkpoint expects NAME=PATH (e.g. transformer=last.ckpt), got {malformed}")
-    args.checkpoint = dict(item.split("=", 1) for item in args.checkpoint)
+    return dict(item.split("=", 1) for item in items)
+
+
+def check_selection(args: argparse.Namespace, stems: list[str]) -> None:
+    """Check --checkpoint (parsed into a dict) and --only against the configs' model names."""
+    args.checkpoint = named_checkpoints(args.checkpoint)
     unknown = set(args.checkpoint) - set(stems)
     if unknown:
         raise ValueError(f"--checkpoint names {sorted(unknown)}, but the configs are {stems}")
@@ -287,6 +295,33 @@ def previous_report(path: Path) -> dict:
         raise ValueError(f"{path} is not a leaderboard report ({e}): move it away, or rerun without --only") from e
 
 
+def serve(argv: list[str]) -> None:
+    """Serve checkpoints over HTTP: POST /translate, GET /models, /health and a page at / that shows
+    the models side by side."""
+    parser = argparse.ArgumentParser(prog="translate serve", description=serve.__doc__)
+    parser.add_argument(
+        "--checkpoint", action="append", default=[], metavar="NAME=PATH", help="default: the report's models"
+    )
+    parser.add_argument("--report", type=Path, default=Path("reports/leaderboard.json"), help="test BLEU, figures")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-batch", type=int, default=16, help="requests a model translates together, at most")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.max_batch < 1:
+        raise ValueError(f"--max-batch must be at least 1, got {args.max_batch}")
+    report = previous_report(args.report) if args.report.is_file() else {}
+    checkpoints = named_checkpoints(args.checkpoint) or {m["name"]: m["checkpoint"] for m in report.get("models", [])}
+    if not checkpoints:
+        raise ValueError(f"no --checkpoint NAME=PATH given, and no report at {args.report} to take them from")
+    missing = {name: path for name, path in checkpoints.items() if not Path(path).is_file()}
+    if missing:
+        raise FileNotFoundError(f"checkpoints not found: {missing} (train them, or pass --checkpoint NAME=PATH)")
+    models = {name: (Path(path), Translator.from_checkpoint(path, args.device)) for name, path in checkpoints.items()}
+    app = create_app(models, report, args.report.parent, args.max_batch)
+    uvicorn.run(app, host=args.host, port=args.port)
+
+
 def usage() -> str:
     width = max(map(len, SUBCOMMANDS))
     lines = [f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items()]
@@ -303,7 +338,7 @@ def usage() -> str:
 
 
 def main() -> None:
-    commands = {"average": average, "generate": generate, "leaderboard": leaderboard}
+    commands = {"average": average, "generate": generate, "leaderboard": leaderboard, "serve": serve}
     if sys.argv[1:2] and sys.argv[1] in commands:
         commands[sys.argv[1]](sys.argv[2:])
     elif sys.argv[1:2] in ([], ["-h"], ["--help"]):

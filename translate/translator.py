@@ -31,26 +31,30 @@ from translate.tokenizer import PAD_ID, check_unicode
 @dataclass
 class Translation:
     """A translation with its score (log-probability / GNMT length penalty), subwords and attention
-    (target pieces + eos, source pieces), where the model records attention."""
+    (target pieces + eos, source pieces), where the model records attention; where the model has one
+    context vector instead (the GRU), that vector of each sentence (sentences, H)."""
 
     text: str
     score: float
     source_pieces: list[str]
     target_pieces: list[str]
     attention: Tensor | None = None
+    context: Tensor | None = None
 
 
 def join_translations(lines: list[list[Translation]]) -> Translation:
     """One translation of several lines of sentences: texts joined as by sentences.join_lines, pieces
-    one after the other, attention block-diagonal (where every sentence has it), the mean score."""
+    one after the other, attention block-diagonal (where every sentence has it), context vectors
+    stacked, the mean score."""
     parts = [t for line in lines for t in line]
-    attention = [t.attention for t in parts]
+    attention, context = [t.attention for t in parts], [t.context for t in parts]
     return Translation(
         text=join_lines([[t.text for t in line] for line in lines]),
         score=sum(t.score for t in parts) / len(parts) if parts else 0.0,
         source_pieces=[piece for t in parts for piece in t.source_pieces],
         target_pieces=[piece for t in parts for piece in t.target_pieces],
         attention=torch.block_diag(*attention) if parts and all(a is not None for a in attention) else None,
+        context=torch.cat(context) if parts and all(c is not None for c in context) else None,
     )
 
 
@@ -70,6 +74,11 @@ class Translator:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
         return cls(load_model(path), device)
 
+    @property
+    def source_language(self) -> str:
+        """The language the model translates from (for the sentence segmenter)."""
+        return self.model.languages[0] if self.model.languages else "en"
+
     def settings(self, **given: object) -> Decoding:
         """The model's decoding settings with those `given` that are not None; checked by :class:`Decoding`."""
         return replace(self.model.decoding, **{k: v for k, v in given.items() if v is not None})
@@ -85,6 +94,7 @@ class Translator:
         return_details: bool = False,
         progress: bool = False,
         split_sentences: bool = True,
+        attention: bool = True,
     ) -> str | list[str] | Translation | list:
         """Translate a string or a list of strings; the result has the same shape.
 
@@ -97,33 +107,33 @@ class Translator:
         and its i-th best joins each sentence's i-th best. Empty or whitespace-only input gives an
         empty translation; control characters count as spaces; input longer than the model's
         `max_source_length` is truncated with a warning. `max_tokens` bounds the source tokens per batch
-        (times the beam size in memory); `progress` shows a progress bar (on stderr).
+        (times the beam size in memory); `progress` shows a progress bar (on stderr). With `attention`
+        False, details leave out attention and context vectors (faster: scores and pieces only).
         """
         decoding = self.settings(beam_size=beam_size, alpha=alpha, n_best=n_best)
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
             raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-        single = isinstance(texts, str)
+        single, record = isinstance(texts, str), return_details and attention
         texts = [texts] if single else list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text at index {i} is {type(text).__name__}, expected a string")
             check_unicode(text, i)  # before the segmenter, which cannot take it either
         if split_sentences:
-            language = self.model.languages[0] if self.model.languages else "en"
-            layout = [split_lines(text, language) for text in texts]
+            layout = [split_lines(text, self.source_language) for text in texts]
             sentences = [sentence for lines in layout for line in lines for sentence in line]
-            nbests = self._nbest(sentences, decoding, max_tokens, return_details, progress, "sentence")
+            nbests = self._nbest(sentences, decoding, max_tokens, record, progress, "sentence")
             results = self._rejoin(layout, nbests, decoding.n_best)
         else:
-            results = self._nbest(texts, decoding, max_tokens, return_details, progress, "text")
+            results = self._nbest(texts, decoding, max_tokens, record, progress, "text")
         outputs = [self._shaped(nbest, decoding.n_best, return_details) for nbest in results]
         return outputs[0] if single else outputs
 
     def _nbest(
-        self, texts: list[str], decoding: Decoding, max_tokens: int, details: bool, progress: bool, unit: str
+        self, texts: list[str], decoding: Decoding, max_tokens: int, record: bool, progress: bool, unit: str
     ) -> list[list[Translation]]:
-        """The n-best translations of each text, each decoded whole, batched by source length (`unit`: what
-        the texts are, for the truncation warning)."""
+        """The n-best translations of each text, each decoded whole, batched by source length, with
+        attention and context vectors if `record` (`unit`: what the texts are, for the truncation warning)."""
         ids = self._source_ids(texts, self.model.source_limit(decoding), unit)
         empty = [Translation("", 0.0, [], [])] * decoding.n_best
         results: list[list[Translation]] = [empty if not x else [] for x in ids]
@@ -136,9 +146,11 @@ class Translator:
                 batch = todo[rows].tolist()
                 src = pad_sequence([torch.tensor(ids[i]) for i in batch], batch_first=True, padding_value=PAD_ID)
                 src_lengths = torch.from_numpy(lengths[rows]).to(self.device)
-                hyps = self.model.generate(src.to(self.device), src_lengths, decoding, attention=details)
-                for i, nbest in zip(batch, hyps, strict=True):
-                    results[i] = [self._translation(ids[i], h) for h in nbest]
+                hyps = self.model.generate(src.to(self.device), src_lengths, decoding, attention=record)
+                vectors = self.model.context_vector(src.to(self.device), src_lengths) if record else None
+                for row, (i, nbest) in enumerate(zip(batch, hyps, strict=True)):
+                    context = None if vectors is None else vectors[row : row + 1].float().cpu()  # (1, H)
+                    results[i] = [self._translation(ids[i], h, context) for h in nbest]
                 bar.update(len(batch))
         return results
 
@@ -174,11 +186,12 @@ class Translator:
             )
         return [x[:limit] for x in ids]
 
-    def _translation(self, source: list[int], hyp: Hypothesis) -> Translation:
+    def _translation(self, source: list[int], hyp: Hypothesis, context: Tensor | None) -> Translation:
         return Translation(
             text=self.tokenizer.decode([hyp.tokens])[0],
             score=hyp.score,
             source_pieces=self.tokenizer.pieces(source),
             target_pieces=[*self.tokenizer.pieces(hyp.tokens), "</s>"],
             attention=None if hyp.attention is None else hyp.attention[:, : len(source)].float().cpu(),
+            context=context,
         )

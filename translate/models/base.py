@@ -101,6 +101,11 @@ class Seq2SeqModule(L.LightningModule):
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         raise NotImplementedError
 
+    def context_vector(self, src: Tensor, src_lengths: Tensor) -> Tensor | None:
+        """The one vector (B, H) through which the source reaches the decoder, where the architecture
+        has one (the page of `translate serve` shows it in place of attention); None otherwise."""
+        return None
+
     def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]:
         """Log-probabilities (N, V) of the next token after `prev` (N, 1), and the state after it; with
         `attention`, a model with attention puts this step's weights (N, S) in the state as "attention"."""

@@ -95,6 +95,9 @@ class GRUSeq2Seq(Seq2SeqModule):
         hidden = torch.tanh(self.to_initial(context)).unflatten(1, (self.layers, -1))  # (B, layers, H)
         return {"context": context, "hidden": hidden}
 
+    def context_vector(self, src: Tensor, src_lengths: Tensor) -> Tensor:
+        return self.encode(src, src_lengths)["context"]  # (B, H)
+
     def _decode(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         """Output-layer input (B, T, E) for target inputs `prev` (B, T) from `state`, and the state after them."""
         context = state["context"]  # (B, H)
