@@ -16,6 +16,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from translate.checkpoints import LEGACY, average_checkpoints, best_checkpoint
 from translate.data import TranslationDataModule, join_runs
+from translate.export import QUANTIZATIONS, is_exported
+from translate.export import export as export_model
 from translate.files import AtomicCheckpointIO, atomic_write_bytes
 from translate.models import Seq2SeqModule
 from translate.report import (
@@ -24,6 +26,7 @@ from translate.report import (
     build_report,
     check_writable,
     merge_reports,
+    reported_bleu,
     summary_figures,
     update_readme,
     write_report,
@@ -42,6 +45,7 @@ SUBCOMMANDS = {
     "generate": "translate a text file or stdin with a checkpoint, one line per line",
     "leaderboard": "train the configs that have no checkpoint, decode the test split with each, write the report",
     "average": "write a checkpoint whose weights are the mean of several checkpoints of one run",
+    "export": "write a Transformer checkpoint as a CTranslate2 model (int8/int16/float32) for fast CPU decoding",
     "serve": "an HTTP API and a page that shows the models side by side (translate serve --port 8000)",
 }
 
@@ -92,11 +96,15 @@ def cli(args: list[str] | None = None, run: bool = True) -> TranslateCLI:
 def generate(argv: list[str]) -> None:
     """Translate lines of a file (or stdin) to a file (or stdout), in order, one line per line."""
     parser = argparse.ArgumentParser(prog="translate generate", description=generate.__doc__)
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `translate fit`")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a checkpoint of `translate fit`, or a directory of `translate export`"
+    )
     parser.add_argument("--input", help="source text, one sentence a line (default: stdin)")
     parser.add_argument("--output", help="where to write translations (default: stdout)")
     parser.add_argument("--beam-size", type=int, help="default: the checkpoint's (5 unless its config says)")
-    parser.add_argument("--alpha", type=float, help="GNMT length penalty exponent (default: the checkpoint's)")
+    parser.add_argument(
+        "--alpha", type=float, help="length penalty: GNMT's, CTranslate2's when exported (default: the model's)"
+    )
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
     parser.add_argument(
         "--split-sentences",
@@ -143,6 +151,26 @@ def average(argv: list[str]) -> None:
     if args.output.resolve() in {Path(path).resolve() for path in args.checkpoints}:
         raise ValueError(f"--output {args.output} is one of the checkpoints: it would be overwritten")
     AtomicCheckpointIO().save_checkpoint(average_checkpoints(args.checkpoints), args.output)
+
+
+def export(argv: list[str]) -> None:
+    """Write a Transformer checkpoint as a CTranslate2 model directory, which `generate`, `serve` and
+    Translator.from_checkpoint decode with CTranslate2."""
+    parser = argparse.ArgumentParser(prog="translate export", description=export.__doc__)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a Transformer checkpoint of `translate fit`")
+    parser.add_argument("--output", type=Path, required=True, help="the model directory to write")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="int8", help="weight type (default: int8)")
+    parser.add_argument(
+        "--alpha", type=float, default=1.0, help="CTranslate2 length penalty, score / length**alpha (default: 1.0)"
+    )
+    parser.add_argument("--report", type=Path, default=Path("reports/leaderboard.json"), help="its test BLEU")
+    parser.add_argument("--force", action="store_true", help="replace --output if it exists")
+    args = parser.parse_args(argv)
+    Decoding(alpha=args.alpha)  # refused before loading anything
+    bleu = reported_bleu(previous_report(args.report), args.checkpoint) if args.report.is_file() else None
+    written = export_model(args.checkpoint, args.output, args.quantization, args.alpha, bleu, args.force)
+    known = f"test BLEU {bleu}" if bleu is not None else f"no test BLEU in {args.report}"
+    print(f"wrote {written} ({args.quantization}, {known})")
 
 
 CONFIGS = ("gru", "bahdanau", "transformer")  # the generations, in order
@@ -314,7 +342,7 @@ def serve(argv: list[str]) -> None:
     checkpoints = named_checkpoints(args.checkpoint) or {m["name"]: m["checkpoint"] for m in report.get("models", [])}
     if not checkpoints:
         raise ValueError(f"no --checkpoint NAME=PATH given, and no report at {args.report} to take them from")
-    missing = {name: path for name, path in checkpoints.items() if not Path(path).is_file()}
+    missing = {name: path for name, path in checkpoints.items() if not (Path(path).is_file() or is_exported(path))}
     if missing:
         raise FileNotFoundError(f"checkpoints not found: {missing} (train them, or pass --checkpoint NAME=PATH)")
     models = {name: (Path(path), Translator.from_checkpoint(path, args.device)) for name, path in checkpoints.items()}
@@ -338,7 +366,7 @@ def usage() -> str:
 
 
 def main() -> None:
-    commands = {"average": average, "generate": generate, "leaderboard": leaderboard, "serve": serve}
+    commands = {"average": average, "export": export, "generate": generate, "leaderboard": leaderboard, "serve": serve}
     if sys.argv[1:2] and sys.argv[1] in commands:
         commands[sys.argv[1]](sys.argv[2:])
     elif sys.argv[1:2] in ([], ["-h"], ["--help"]):

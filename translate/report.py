@@ -238,6 +238,15 @@ def runs_of(report: dict) -> list[dict]:
     return report.get("runs") or [{key: report[key] for key in ("created", "command", "machine")} | {"models": names}]
 
 
+def reported_bleu(report: dict, checkpoint: Path) -> float | None:
+    """The test BLEU `report` gives this very checkpoint (the same file at the same training step), if any."""
+    steps = read_checkpoint(checkpoint)["global_step"]
+    for model in report.get("models", []):
+        if Path(model["checkpoint"]).resolve() == checkpoint.resolve() and model.get("steps") == steps:
+            return round(model["bleu"], 2)
+    return None
+
+
 def merge_reports(old: dict, new: dict, order: Sequence[str]) -> dict:
     """The `old` report with the models of `new` added or replaced, ordered by `order` (names; others
     last), its finding recomputed and each model's run recorded. The two must have measured the same

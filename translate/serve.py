@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from translate.export import ExportedTransformer
 from translate.models.base import Seq2SeqModule
 from translate.sentences import split_lines
 from translate.tokenizer import check_unicode
@@ -230,21 +231,26 @@ def model_result(query: Query, translations: list[Translation], seconds: float, 
     return {**result, "milliseconds": round(1000 * seconds, 1), "batch_requests": batch}
 
 
-def describe(name: str, checkpoint: Path, model: Seq2SeqModule, report: dict) -> dict:
-    """What GET /models says of a model: the report's test BLEU only if it scored this very checkpoint."""
+def describe(name: str, checkpoint: Path, model: Seq2SeqModule | ExportedTransformer, report: dict) -> dict:
+    """What GET /models says of a model: the report's test BLEU only if it scored this very checkpoint
+    (an exported model's own record otherwise)."""
+    exported = isinstance(model, ExportedTransformer)
     scored = {Path(m["checkpoint"]).resolve(): m for m in report.get("models", []) if m.get("name") == name}
     entry = scored.get(checkpoint.resolve())
-    has_context = type(model).context_vector is not Seq2SeqModule.context_vector
+    bleu = None if entry is None else round(entry["bleu"], 2)
+    if bleu is None and exported:
+        bleu = model.metadata["test_bleu"]
+    has_context = not exported and type(model).context_vector is not Seq2SeqModule.context_vector
     return {
         "name": name,
-        "architecture": type(model).__name__,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "architecture": model.architecture if exported else type(model).__name__,
+        "parameters": model.num_parameters if exported else sum(p.numel() for p in model.parameters()),
         "checkpoint": str(checkpoint),
         "shows": "context vector" if has_context else "attention",
         "languages": list(model.languages or []),
         "decoding": {"beam_size": model.decoding.beam_size, "alpha": model.decoding.alpha},
-        "test_bleu": None if entry is None else round(entry["bleu"], 2),
-        "test_split": None if entry is None else report.get("data", {}).get("split"),
+        "test_bleu": bleu,
+        "test_split": None if bleu is None else report.get("data", {}).get("split", "test"),
     }
 
 

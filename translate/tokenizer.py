@@ -155,3 +155,7 @@ class SharedTokenizer:
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The subword of each id (for attention plots)."""
         return [self._sp.id_to_piece(int(i)) for i in ids]
+
+    def piece_id(self, piece: str) -> int:
+        """The id of a subword (unk for one not in the vocabulary)."""
+        return self._sp.piece_to_id(piece)

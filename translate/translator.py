@@ -22,10 +22,18 @@ from tqdm import tqdm
 
 from translate.batching import token_budget_batches
 from translate.checkpoints import load_model
+from translate.export import ExportedTransformer, is_exported
 from translate.models.base import Seq2SeqModule
 from translate.search import Decoding, Hypothesis
 from translate.sentences import join_lines, split_lines
 from translate.tokenizer import PAD_ID, check_unicode
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`device`, where "auto" is the GPU if there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 @dataclass
@@ -59,19 +67,24 @@ def join_translations(lines: list[list[Translation]]) -> Translation:
 
 
 class Translator:
-    """Batched translation with a trained model, in input order."""
+    """Batched translation with a trained model (or one exported to CTranslate2), in input order."""
 
-    def __init__(self, model: Seq2SeqModule, device: str | torch.device = "auto") -> None:
+    def __init__(self, model: Seq2SeqModule | ExportedTransformer, device: str | torch.device = "auto") -> None:
         if model.tokenizer is None:
             raise ValueError("the model has no tokenizer: load it from a checkpoint written by `translate fit`")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval() if isinstance(model, Seq2SeqModule) else model
         self.tokenizer = model.tokenizer
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
+        """A checkpoint of `translate fit`, or a directory of `translate export` (decoded by CTranslate2)."""
+        if is_exported(path):
+            return cls(ExportedTransformer(path, resolve_device(device).type), device)
+        if Path(path).is_dir():
+            raise IsADirectoryError(
+                f"{path} is a directory but no model of `translate export`; give a .ckpt file of `translate fit`"
+            )
         return cls(load_model(path), device)
 
     @property

@@ -1,0 +1,139 @@
+"""translate export: the tiny Transformer in CTranslate2 decodes as ours does, through the same API."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from torch.nn.utils.rnn import pad_sequence
+
+from conftest import DE, make_pairs, tiny_model
+from translate.cli import export as export_command
+from translate.export import ExportedTransformer, export
+from translate.search import Decoding
+from translate.serve import create_app
+from translate.translator import Translator
+
+SOURCES = DE + [p["de"] for p in make_pairs(200, seed=7, max_words=8)]  # seen pairs and unseen ones
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory) -> dict:
+    """The tiny Transformer exported in each quantization (alpha 0: both searches rank by log-probability)."""
+    root = tmp_path_factory.mktemp("ct2")
+    return {q: export(trained, root / q, q, alpha=0.0) for q in ("float32", "int8")}
+
+
+def search_both(trained, directory, beam_size: int) -> tuple[list, list]:
+    """The best hypothesis of every source by our search and by CTranslate2's, on the same ids."""
+    ours, theirs = Translator.from_checkpoint(trained, "cpu").model, ExportedTransformer(directory)
+    ids = theirs.tokenizer.encode(SOURCES)
+    src = pad_sequence([torch.tensor(x) for x in ids], batch_first=True)  # (B, S)
+    lengths = torch.tensor([len(x) for x in ids])
+    decoding = Decoding(beam_size=beam_size, alpha=0.0)
+    return [h[0] for h in ours.generate(src, lengths, decoding)], [
+        h[0] for h in theirs.generate(src, lengths, decoding)
+    ]
+
+
+def test_float32_greedy_is_our_greedy_token_for_token(trained, exported):
+    ours, theirs = search_both(trained, exported["float32"], beam_size=1)
+    assert [h.tokens for h in theirs] == [h.tokens for h in ours]
+    close = [abs(a.score - b.score) < 1e-3 for a, b in zip(ours, theirs, strict=True)]
+    assert sum(close) >= 0.95 * len(SOURCES)  # not where a long output is cut at its limit: their score goes on
+
+
+def test_float32_beam_matches_ours_on_nearly_all_and_int8_stays_close(trained, exported):
+    ours, theirs = search_both(trained, exported["float32"], beam_size=5)
+    same = sum(a.tokens == b.tokens for a, b in zip(ours, theirs, strict=True))
+    assert same >= 0.95 * len(SOURCES)
+    _, quantized = search_both(trained, exported["int8"], beam_size=5)
+    close = sum(a.tokens == b.tokens for a, b in zip(ours, quantized, strict=True))
+    assert close >= 0.85 * len(SOURCES)
+
+
+def test_the_translator_api_works_alike(trained, exported):
+    translator = Translator.from_checkpoint(exported["float32"])
+    ours = Translator.from_checkpoint(trained)
+    assert translator.translate(DE[0], beam_size=1) == ours.translate(DE[0], beam_size=1)
+    outputs = translator.translate([DE[1], "", "  ", DE[2]])
+    assert len(outputs) == 4 and outputs[1] == outputs[2] == "" and all(outputs[i] for i in (0, 3))
+    best = translator.translate(DE[3], n_best=3, return_details=True)
+    assert len(best) == 3 and best[0].score >= best[1].score >= best[2].score
+    detail = best[0]
+    assert detail.attention.shape == (len(detail.target_pieces), len(detail.source_pieces))  # eos row included
+    assert torch.allclose(detail.attention.sum(-1), torch.ones(len(detail.target_pieces)), atol=1e-3)
+    paragraph = translator.translate(f"{DE[4]}. {DE[5]}.")  # sentence by sentence, rejoined
+    assert paragraph == " ".join(translator.translate([f"{DE[4]}.", f"{DE[5]}."]))
+    with pytest.warns(UserWarning, match="truncated"):
+        translator.translate(" ".join(DE * 40), split_sentences=False)
+
+
+def test_generate_and_serve_take_the_exported_directory(exported):
+    result = subprocess.run(
+        [sys.executable, "-m", "translate.cli", "generate", "--checkpoint", str(exported["int8"])],
+        input=f"{DE[0]}\n\n{DE[1]}\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(result.stdout.split("\n")) == 4 and result.stdout.split("\n")[1] == ""
+    app = create_app({"ct2": (exported["int8"], Translator.from_checkpoint(exported["int8"], "cpu"))})
+    with TestClient(app) as client:
+        (described,) = client.get("/models").json()["models"]
+        assert described["architecture"] == "TransformerSeq2Seq (CTranslate2 int8)"
+        assert described["shows"] == "attention" and described["parameters"] > 0
+        answer = client.post("/translate", json={"text": [DE[0], DE[1]], "model": "ct2", "attention": True}).json()
+        assert len(answer["results"]["ct2"]["translations"]) == 2 and answer["results"]["ct2"]["attention"][0]
+
+
+def test_export_command_records_the_reported_bleu_and_refuses_to_overwrite(trained, tmp_path, capsys):
+    report = tmp_path / "leaderboard.json"
+    steps = torch.load(trained, weights_only=True)["global_step"]
+    report.write_text(json.dumps({"models": [{"checkpoint": str(trained), "steps": steps, "bleu": 97.126}]}))
+    out = tmp_path / "model"
+    export_command(["--checkpoint", str(trained), "--output", str(out), "--report", str(report), "--alpha", "0.8"])
+    metadata = json.loads((out / "translate.json").read_text())
+    assert (
+        metadata["test_bleu"] == 97.13
+        and metadata["decoding"]["alpha"] == 0.8
+        and "test BLEU 97.13" in capsys.readouterr().out
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "model.bin",
+        "sentencepiece.model",
+        "shared_vocabulary.json",
+        "translate.json",
+    ]
+    with pytest.raises(FileExistsError, match="--force"):
+        export(trained, out, "int8")
+    export(trained, out, "int16", force=True)
+    assert json.loads((out / "translate.json").read_text())["quantization"] == "int16"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+def test_what_cannot_be_exported_or_loaded_is_refused(tiny_dm, tmp_path, trained):
+    gru = tiny_model("gru", tiny_dm.vocab_size)
+    gru.tokenizer = tiny_dm.tokenizer
+    checkpoint = tmp_path / "gru.ckpt"
+    torch.save(
+        {
+            "model_class": "translate.models.gru.GRUSeq2Seq",
+            "hyper_parameters": dict(gru.hparams),
+            "state_dict": gru.state_dict(),
+            "tokenizer": gru.tokenizer.to_bytes(),
+        },
+        checkpoint,
+    )
+    with pytest.raises(ValueError, match="GRUSeq2Seq: CTranslate2 runs Transformers only"):
+        export(checkpoint, tmp_path / "out", "int8")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        export(trained, tmp_path / "out", "int4")
+    with pytest.raises(IsADirectoryError, match="no model of `translate export`"):
+        Translator.from_checkpoint(tmp_path)
+    with pytest.raises(SystemExit):
+        export_command(["--checkpoint", str(trained), "--output", str(tmp_path / "x"), "--quantization", "int4"])

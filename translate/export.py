@@ -1,0 +1,228 @@
+"""A trained Transformer as a CTranslate2 model (the CPU engine behind OPUS-MT and LibreTranslate).
+
+:func:`export` writes a directory CTranslate2 loads, built through its specification API weight by
+weight (no OpenNMT or fairseq in between): ``model.bin`` and ``config.json`` (float32, int16 or int8
+weights), the SentencePiece model and ``translate.json`` (languages, decoding defaults, size, test
+BLEU). :class:`ExportedTransformer` decodes with such a directory behind the same calls the
+Translator makes of a model, so strings in, strings out work alike. Its ``alpha`` is CTranslate2's
+length penalty (score / length ** alpha), not GNMT's: choose it on validation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+import torch
+from ctranslate2.specs import common_spec, transformer_spec
+from torch import Tensor, nn
+
+from translate.checkpoints import load_model
+from translate.models.transformer import Attention, DecoderLayer, EncoderLayer, TransformerSeq2Seq
+from translate.search import Decoding, Hypothesis, max_output_lengths
+from translate.tokenizer import EOS_ID, SharedTokenizer
+
+QUANTIZATIONS = ("int8", "int16", "float32")
+METADATA = "translate.json"
+TOKENIZER = "sentencepiece.model"
+
+
+def is_exported(path: str | Path) -> bool:
+    """Whether `path` is a directory written by :func:`export`."""
+    return (Path(path) / METADATA).is_file()
+
+
+def weights(tensor: Tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
+def set_linear(spec: common_spec.LinearSpec, *layers: nn.Linear) -> None:
+    """`spec` = the given linear layers stacked along their outputs (one fused projection)."""
+    spec.weight = np.concatenate([weights(layer.weight) for layer in layers])
+    if all(layer.bias is not None for layer in layers):
+        spec.bias = np.concatenate([weights(layer.bias) for layer in layers])
+
+
+def set_norm(spec: common_spec.LayerNormSpec, norm: nn.LayerNorm) -> None:
+    spec.gamma, spec.beta = weights(norm.weight), weights(norm.bias)
+
+
+def set_attention(spec, attention: Attention, norm: nn.LayerNorm, self_attention: bool) -> None:
+    """Self-attention as one query-key-value projection; cross-attention as query, key-value, output."""
+    set_norm(spec.layer_norm, norm)
+    if self_attention:
+        set_linear(spec.linear[0], attention.query, attention.key_value)
+    else:
+        set_linear(spec.linear[0], attention.query)
+        set_linear(spec.linear[1], attention.key_value)
+    set_linear(spec.linear[-1], attention.out)
+
+
+def set_feed_forward(spec, layer: EncoderLayer | DecoderLayer, norm: nn.LayerNorm) -> None:
+    set_norm(spec.layer_norm, norm)
+    set_linear(spec.linear_0, layer.ff[0])
+    set_linear(spec.linear_1, layer.ff[3])
+
+
+def transformer_spec_of(model: TransformerSeq2Seq) -> transformer_spec.TransformerSpec:
+    """CTranslate2's description of `model`: pre-norm, ReLU, our embeddings scaled by sqrt(d_model) plus
+    our own sinusoid table, the final norms; attention returned averaged over the last layer's heads."""
+    heads = model.encoder[0].attention.heads
+    spec = transformer_spec.TransformerSpec.from_config(
+        (len(model.encoder), len(model.decoder)),
+        heads,
+        pre_norm=True,
+        activation=common_spec.Activation.RELU,
+        alignment_layer=-1,
+        alignment_heads=heads,
+    )
+    positions = weights(model.positions)  # (max_positions, D)
+    for side in (spec.encoder, spec.decoder):
+        side.scale_embeddings = True
+        side.position_encodings.encodings = positions
+    spec.encoder.embeddings[0].weight = weights(model.src_embed.weight)
+    spec.decoder.embeddings.weight = weights(model.tgt_embed.weight)
+    set_linear(spec.decoder.projection, model.output)
+    set_norm(spec.encoder.layer_norm, model.encoder_norm)
+    set_norm(spec.decoder.layer_norm, model.decoder_norm)
+    for layer_spec, layer in zip(spec.encoder.layer, model.encoder, strict=True):
+        set_attention(layer_spec.self_attention, layer.attention, layer.norm1, self_attention=True)
+        set_feed_forward(layer_spec.ffn, layer, layer.norm2)
+    for layer_spec, layer in zip(spec.decoder.layer, model.decoder, strict=True):
+        set_attention(layer_spec.self_attention, layer.self_attention, layer.norm1, self_attention=True)
+        set_attention(layer_spec.attention, layer.cross_attention, layer.norm2, self_attention=False)
+        set_feed_forward(layer_spec.ffn, layer, layer.norm3)
+    spec.config.layer_norm_epsilon = model.encoder_norm.eps
+    vocabulary = model.tokenizer.pieces(range(model.tokenizer.vocab_size))
+    spec.register_source_vocabulary(vocabulary)
+    spec.register_target_vocabulary(vocabulary)
+    return spec
+
+
+def export(
+    checkpoint: str | Path,
+    output: str | Path,
+    quantization: str = "int8",
+    alpha: float = 1.0,
+    test_bleu: float | None = None,
+    force: bool = False,
+) -> Path:
+    """Write the Transformer of `checkpoint` to the directory `output` as a CTranslate2 model with
+    `quantization` weights, `alpha` (CTranslate2's length penalty) as its default and `test_bleu`
+    recorded. An existing `output` is replaced only with `force`; it appears whole or not at all."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    output = Path(output)
+    if output.exists() and not force:
+        raise FileExistsError(f"{output} exists: choose another --output, or pass --force to replace it")
+    model = load_model(checkpoint)
+    if not isinstance(model, TransformerSeq2Seq):
+        raise ValueError(
+            f"{checkpoint} holds a {type(model).__name__}: CTranslate2 runs Transformers only, so only "
+            "TransformerSeq2Seq checkpoints can be exported"
+        )
+    spec = transformer_spec_of(model)
+    spec.validate()
+    spec.optimize(quantization=None if quantization == "float32" else quantization)
+    decoding = replace(model.decoding, alpha=alpha)
+    metadata = {
+        "checkpoint": str(checkpoint),
+        "architecture": type(model).__name__,
+        "quantization": quantization,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "max_positions": model.max_positions,
+        "languages": list(model.languages) if model.languages else None,
+        "decoding": asdict(decoding),
+        "test_bleu": test_bleu,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        spec.save(str(staging))
+        model.tokenizer.save(staging / TOKENIZER)
+        (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output
+
+
+class ExportedTransformer:
+    """A directory written by :func:`export`, decoded by CTranslate2 on `device` ("cpu" or "cuda"), on the
+    CPU by `threads` threads (0: torch's count), offering the Translator what a model does: `tokenizer`,
+    `languages`, `decoding`, :meth:`source_limit`, :meth:`generate` and :meth:`context_vector`."""
+
+    def __init__(self, directory: str | Path, device: str = "cpu", threads: int = 0) -> None:
+        directory = Path(directory)
+        if not is_exported(directory):
+            raise FileNotFoundError(f"{directory} is not a model written by `translate export` (no {METADATA})")
+        self.metadata = json.loads((directory / METADATA).read_text(encoding="utf-8"))
+        self.tokenizer = SharedTokenizer.load(directory / TOKENIZER)
+        self.languages = tuple(self.metadata["languages"]) if self.metadata["languages"] else None
+        self.decoding = Decoding(**self.metadata["decoding"])
+        self.max_length = self.metadata["max_positions"]
+        self.architecture = f"{self.metadata['architecture']} (CTranslate2 {self.metadata['quantization']})"
+        self.num_parameters = self.metadata["parameters"]
+        # on the CPU one thread per batch and `threads` batches at once: 1.9x the sentences/s of one batch on
+        # two threads (2 cores, benchmarks/results/ctranslate2_speed.md); so each batch is split among them
+        self.workers = (threads or torch.get_num_threads()) if device == "cpu" else 1
+        self.translator = ctranslate2.Translator(
+            str(directory), device=device, inter_threads=self.workers, intra_threads=1 if device == "cpu" else 0
+        )
+
+    def source_limit(self, decoding: Decoding) -> int:
+        """The longest source decoded whole (longer ones are truncated)."""
+        return min(decoding.max_source_length, self.max_length)
+
+    def context_vector(self, src: Tensor, src_lengths: Tensor) -> None:
+        """None: a Transformer has attention, not one context vector."""
+        return None
+
+    def generate(
+        self, src: Tensor, src_lengths: Tensor, decoding: Decoding | None = None, attention: bool = False
+    ) -> list[list[Hypothesis]]:
+        """The `decoding.n_best` hypotheses of each source (B, S) by CTranslate2's search. CTranslate2 has
+        one length limit per batch, so an output longer than its own limit (:func:`max_output_lengths`,
+        eos included) is cut there, as our search ends it."""
+        decoding = decoding or self.decoding
+        sources = [self.tokenizer.pieces(row[:length].tolist()) for row, length in zip(src, src_lengths, strict=True)]
+        limits = max_output_lengths(src_lengths, decoding, self.max_length).tolist()  # (B,)
+        results = self.translator.translate_batch(
+            sources,
+            beam_size=decoding.beam_size,
+            num_hypotheses=decoding.n_best,
+            length_penalty=decoding.alpha,
+            max_decoding_length=max(limits),
+            max_batch_size=math.ceil(len(sources) / self.workers),  # one part for each worker
+            max_input_length=0,  # sources come truncated to source_limit
+            suppress_sequences=[["<pad>"], ["<s>"]],  # as our search: never pad or bos
+            return_scores=True,
+            return_attention=attention,
+            return_end_token=True,
+        )
+        return [
+            [self.hypothesis(result, k, limit - 1, attention) for k in range(len(result.hypotheses))]
+            for result, limit in zip(results, limits, strict=True)
+        ]
+
+    def hypothesis(self, result: ctranslate2.TranslationResult, k: int, longest: int, attention: bool) -> Hypothesis:
+        """The k-th hypothesis of `result` without its eos, at most `longest` tokens; attention (len + 1, S),
+        the eos row zero where the output was cut before its eos."""
+        tokens = [self.tokenizer.piece_id(piece) for piece in result.hypotheses[k]]
+        if tokens and tokens[-1] == EOS_ID:
+            tokens.pop()
+        tokens = tokens[:longest]
+        if not attention:
+            return Hypothesis(tokens, result.scores[k])
+        weights = torch.tensor(result.attention[k])[: len(tokens) + 1]  # (len + 1, S), or (len, S) if cut
+        if len(weights) == len(tokens):
+            weights = torch.cat([weights, weights.new_zeros(1, weights.size(1))])  # (len + 1, S)
+        return Hypothesis(tokens, result.scores[k], weights)
