@@ -4,7 +4,9 @@
 
 Each ``--run NAME=CSV[,CSV...]`` names the CSVLogger ``metrics.csv`` files of one run, in order (a run
 resumed with ``--ckpt_path last`` logs to a new file). Per epoch: the last step, the learning rate,
-validation BLEU (greedy, as `translate fit` validates) and loss. Writes results/<name>.{json,md,png}.
+validation BLEU (greedy, as `translate fit` validates) and loss. A summary table first gives each run's
+best validation BLEU; ``--lever NAME=TEXT`` says what a run changed and ``--kept NAME`` marks the runs
+whose change the configs keep (a comparison of levers). Writes results/<name>.{json,md,png}.
 """
 
 import argparse
@@ -36,22 +38,41 @@ def read_curve(paths: list[str]) -> list[dict]:
     return [epochs[epoch] for epoch in sorted(epochs)]
 
 
+def summary(runs: dict) -> str:
+    """One row per run: what it changed, epochs validated, its best validation BLEU, whether it is kept."""
+    table = "| run | lever | epochs | best val BLEU (greedy) | kept |\n|---|---|---:|---:|---|\n"
+    for name, run in runs.items():
+        best = max(run["epochs"], key=lambda row: row["val_bleu"])
+        kept = "yes" if run.get("kept") else "no" if "lever" in run else "—"
+        epochs = f"{best['val_bleu']} at epoch {best['epoch']}"
+        table += f"| {name} | {run.get('lever', '—')} | {len(run['epochs'])} | {epochs} | {kept} |\n"
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", required=True, metavar="NAME=CSV[,CSV...]")
     parser.add_argument("--name", default="learning_curves", help="results/<name>.json, .md and .png")
+    parser.add_argument("--lever", action="append", default=[], metavar="NAME=TEXT", help="what run NAME changed")
+    parser.add_argument("--kept", action="append", default=[], metavar="NAME", help="a run whose change is kept")
     args = parser.parse_args()
 
     runs = {}
     for item in args.run:
         name, paths = item.split("=", 1)
         runs[name] = {"files": paths.split(","), "epochs": read_curve(paths.split(","))}
+    for item in args.lever:
+        name, text = item.split("=", 1)
+        runs[name]["lever"] = text
+    for name in args.kept:
+        runs[name]["kept"] = True
 
     figure = Figure(figsize=(10, 4))
     bleu_axis, loss_axis = figure.subplots(1, 2)
     for axis in (bleu_axis, loss_axis):
         axis.set_prop_cycle(color=colormaps["tab20"].colors)  # one colour per run, up to 20 runs
-    table = "| run | epoch | step | lr | val BLEU (greedy) | val loss |\n|---|---:|---:|---:|---:|---:|\n"
+    table = summary(runs) + "\n| run | epoch | step | lr | val BLEU (greedy) | val loss |\n"
+    table += "|---|---:|---:|---:|---:|---:|\n"
     for name, run in runs.items():
         epochs = [row["epoch"] + 1 for row in run["epochs"]]
         bleu_axis.plot(epochs, [row["val_bleu"] for row in run["epochs"]], marker="o", label=name)

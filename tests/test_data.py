@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import datamodule, make_pairs, write_corpus, write_jsonl
+from conftest import datamodule, make_pairs, quiet_trainer, tiny_model, write_corpus, write_jsonl
 from translate.data import TokenBudgetSampler, TranslationDataModule
 from translate.tokenizer import SharedTokenizer
 
@@ -239,3 +239,81 @@ def test_join_settings_are_checked(corpus, cache_dir):
         _ = datamodule(corpus, cache_dir, eval_join=60).texts
     with pytest.raises(ValueError, match="evaluation joins its splits by text"):
         TokenBudgetSampler(np.ones(5), np.ones(5), 10, join=2)
+
+
+def epoch_batches(dm: TranslationDataModule, epoch: int) -> list:
+    """The training batches of `epoch`, each as (rows, source ids, target ids)."""
+    sampler = dm.train_dataloader().sampler
+    sampler.set_epoch(epoch)
+    pairs = dm.pairs["train"]
+    return [(rows, pairs[rows].src.tolist(), pairs[rows].tgt_out.tolist()) for rows in sampler]
+
+
+def test_subword_sampling_segments_training_pairs_afresh_each_epoch(corpus, cache_dir):
+    plain = datamodule(corpus, cache_dir, max_tokens=256)
+    dm = datamodule(corpus, cache_dir, max_tokens=256, sampling_alpha=0.1)
+    plain.setup("fit"), dm.setup("fit")
+    tok, pairs = dm.tokenizer, dm.pairs["train"]
+    first, again, second = epoch_batches(dm, 0), epoch_batches(dm, 0), epoch_batches(dm, 1)
+    assert first == again  # drawn from (seed, epoch)
+    assert first != second
+    assert pairs.src.tolist() != plain.pairs["train"].src.tolist()  # segmentations changed...
+    for rows, src, tgt in second[:5]:  # ...but every segmentation spells the same pair
+        lengths = pairs[rows].src_lengths.tolist()
+        assert tok.decode([s[:n] for s, n in zip(src, lengths, strict=True)]) == [dm.sources("train")[i] for i in rows]
+        assert tok.decode(tgt) == [dm.references("train")[i] for i in rows]
+    assert sorted(i for rows, *_ in second for i in rows) == list(range(len(pairs)))
+    dm.setup("validate")
+    assert dm.pairs["validation"].src.tolist() == plain.pairs["validation"].src.tolist()  # evaluation: fixed ids
+
+
+def side_ids(pairs, side: str, i: int) -> list[int]:
+    values, offsets = getattr(pairs, side), getattr(pairs, f"{side}_offsets")
+    return values[offsets[i] : offsets[i + 1]].tolist()
+
+
+def test_sampled_side_over_max_length_keeps_its_deterministic_ids(corpus, cache_dir):
+    plain = datamodule(corpus, cache_dir)
+    plain.setup("fit")
+    fixed = plain.pairs["train"]
+    longest = int(max(fixed.src_lengths.max(), fixed.tgt_lengths.max()))
+    dm = datamodule(corpus, cache_dir, sampling_alpha=0.1, max_length=longest)  # keeps every pair
+    dm.setup("fit")
+    pairs = dm.pairs["train"]
+    pairs.set_epoch(3)
+    assert len(pairs) == len(fixed) and max(pairs.src_lengths.max(), pairs.tgt_lengths.max()) <= longest
+    for side in ("src", "tgt"):  # a sampled side may only reach the limit by keeping its deterministic ids
+        at_limit = np.flatnonzero(getattr(fixed, f"{side}_lengths") == longest)
+        kept = [side_ids(pairs, side, i) == side_ids(fixed, side, i) for i in at_limit]
+        assert len(kept) == 0 or any(kept)
+    assert dm.longest_training_example() == longest + 1
+
+
+def test_subword_sampling_settings_are_checked(corpus, cache_dir):
+    for alpha in (0, -0.1, 1.5, True, "0.1"):
+        with pytest.raises(ValueError, match="sampling_alpha must be in"):
+            datamodule(corpus, cache_dir, sampling_alpha=alpha)
+    for nbest in (0, 1, -2, 2.5):
+        with pytest.raises(ValueError, match="sampling_nbest must be -1"):
+            datamodule(corpus, cache_dir, sampling_alpha=0.1, sampling_nbest=nbest)
+    with pytest.raises(ValueError, match="set num_workers: 0"):
+        datamodule(corpus, cache_dir, sampling_alpha=0.1, num_workers=2)
+
+
+def test_resumed_run_with_sampling_continues_with_the_same_batches(corpus, cache_dir):
+    dm = datamodule(corpus, cache_dir, sampling_alpha=0.1)
+    dm.setup("fit")
+    expected = epoch_batches(dm, 1)[3:]
+    resumed = datamodule(corpus, cache_dir, sampling_alpha=0.1)
+    resumed.setup("fit")
+    resumed.load_state_dict({"epoch": 1, "batches_done": 3})
+    pairs, sampler = resumed.pairs["train"], resumed.train_dataloader().sampler
+    got = [(rows, pairs[rows].src.tolist(), pairs[rows].tgt_out.tolist()) for rows in sampler]
+    assert got == expected
+
+
+def test_lightning_fit_segments_each_epoch(corpus, cache_dir):
+    dm = datamodule(corpus, cache_dir, sampling_alpha=0.5)
+    model = tiny_model("transformer", datamodule(corpus, cache_dir).vocab_size)
+    quiet_trainer(-1, max_epochs=2).fit(model, dm)
+    assert dm.pairs["train"].epoch == 1  # Lightning's set_epoch reached the sampled pairs

@@ -63,3 +63,14 @@ def test_corrupt_model_file_names_the_file(tmp_path):
     bad.write_bytes(b"not a sentencepiece model")
     with pytest.raises(ValueError, match="broken.model"):
         SharedTokenizer.load(bad)
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_sampled_segmentations_repeat_per_seed_and_spell_the_text(model_type):
+    texts = [p[side] for p in make_pairs(2000, seed=3) for side in ("de", "en")]  # enough for SentencePiece threads
+    tokenizer = SharedTokenizer.train(texts, vocab_size=300, model_type=model_type)
+    first, again, other = (tokenizer.sample(texts, 0.3, -1, seed) for seed in (7, 7, 8))
+    assert first == again and first != other and first != tokenizer.encode(texts)
+    assert tokenizer.decode(first) == texts
+    with pytest.raises(ValueError, match="index 1 is not valid Unicode"):
+        tokenizer.sample(["gut", "\ud800"], 0.3, -1, 7)

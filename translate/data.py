@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from translate.tokenizer import ModelType, SharedTokenizer
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+SIDES = ("src", "tgt")
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
@@ -191,6 +193,46 @@ class TokenizedPairs(Dataset):
         )
 
 
+def ragged_lists(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Lists of ids as (flat values, offsets), as :func:`ragged`."""
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(row) for row in rows], out=offsets[1:])
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(offsets[-1])), offsets
+
+
+class SampledPairs(TokenizedPairs):
+    """The train split segmented afresh each epoch by SentencePiece sampling (subword regularisation).
+
+    Epoch e's segmentations are drawn from (seed, e), so a rerun or a resumed run sees the same ids. A side
+    whose sampled ids exceed `max_length` keeps its deterministic ids (those passed the length filter).
+    """
+
+    def __init__(
+        self, split: datasets.Dataset, tokenizer: SharedTokenizer, alpha: float, nbest: int, seed: int, max_length: int
+    ) -> None:
+        super().__init__(split, tokenizer)
+        self.texts = {side: split.data.column(side).to_pylist() for side in SIDES}
+        self.fixed = {"src": (self.src, self.src_offsets), "tgt": (self.tgt, self.tgt_offsets)}
+        self.tokenizer, self.alpha, self.nbest = tokenizer, alpha, nbest
+        self.seed, self.max_length, self.epoch = seed, max_length, None
+
+    def set_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Segment the split for `epoch` (once per epoch); returns its (source, target) lengths."""
+        if epoch != self.epoch:
+            self.src, self.src_offsets = self.sampled("src", epoch)
+            self.tgt, self.tgt_offsets = self.sampled("tgt", epoch)
+            self.epoch = epoch
+        return self.src_lengths, self.tgt_lengths
+
+    def sampled(self, side: str, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        seed = int(np.random.default_rng([self.seed, epoch, SIDES.index(side)]).integers(2**31))
+        rows = self.tokenizer.sample(self.texts[side], self.alpha, self.nbest, seed)
+        values, offsets = self.fixed[side]
+        for i in np.flatnonzero(np.array([len(row) for row in rows]) > self.max_length):
+            rows[i] = values[offsets[i] : offsets[i + 1]].tolist()
+        return ragged_lists(rows)
+
+
 class TokenBudgetSampler(DistributedSampler):
     """Yields lists of rows whose padded size, batch x max(src_len, tgt_len + 1), stays within
     `max_tokens` (an example longer than that gets a batch of its own). Rows are sorted by
@@ -199,6 +241,9 @@ class TokenBudgetSampler(DistributedSampler):
     With `shuffle`, ties are broken and the batch order drawn afresh from (seed, epoch); the same on
     every rank. With `join` > 1 (training), the rows batched are each epoch's groups of 1..`join`
     pairs (:func:`join_groups`, drawn from (seed, epoch) too), and a batch is a list of groups.
+
+    With `resample` (training with subword sampling), the epoch's lengths are `resample(epoch)`: the
+    dataset segments its pairs afresh for that epoch (:meth:`SampledPairs.set_epoch`).
 
     With several ranks, training gives each rank every `num_replicas`-th batch and drops
     the remainder, so that every rank gets the same number of disjoint batches; evaluation gives each
@@ -216,19 +261,22 @@ class TokenBudgetSampler(DistributedSampler):
         num_replicas: int = 1,
         rank: int = 0,
         join: int = 1,
+        resample: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         super().__init__(src_lengths, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         if join > 1 and not shuffle:
             raise ValueError("join groups training pairs; evaluation joins its splits by text (eval_join)")
         self.src_lengths = np.asarray(src_lengths)
         self.tgt_lengths = np.asarray(tgt_lengths)
-        self.max_tokens, self.join = max_tokens, join
+        self.max_tokens, self.join, self.resample = max_tokens, join, resample
         self.resume: tuple[int, int] | None = None  # (epoch, batches already done in it)
 
     def batches(self) -> list[list[int]] | list[list[np.ndarray]]:
         """This rank's batches for the current epoch."""
         rng = np.random.default_rng([self.seed, self.epoch])
         src_lengths, tgt_lengths, groups = self.src_lengths, self.tgt_lengths, None
+        if self.resample is not None:
+            src_lengths, tgt_lengths = self.resample(self.epoch)
         if self.join > 1:
             groups = join_groups(len(src_lengths), self.join, np.random.default_rng([self.seed, self.epoch, self.join]))
             starts = np.cumsum([0] + [len(g) for g in groups[:-1]])  # (groups,)
@@ -269,6 +317,21 @@ class TokenBudgetSampler(DistributedSampler):
         self.resume = (epoch, batches_done)
 
 
+def check_sampling(alpha: float | None, nbest: int, num_workers: int) -> None:
+    """Refuse subword-sampling settings SentencePiece would misread, naming the one at fault."""
+    if alpha is None:
+        return
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
+        raise ValueError(f"sampling_alpha must be in (0, 1] (or null for no sampling), got {alpha!r}")
+    if isinstance(nbest, bool) or not isinstance(nbest, int) or not (nbest == -1 or nbest >= 2):
+        raise ValueError(f"sampling_nbest must be -1 (all segmentations) or at least 2, got {nbest!r}")
+    if num_workers:
+        raise ValueError(
+            f"subword sampling segments the train split afresh each epoch in the main process; "
+            f"set num_workers: 0 (got {num_workers})"
+        )
+
+
 class TranslationDataModule(L.LightningDataModule):
     """One datamodule for all three models: loads, tokenizes and batches a translation dataset.
 
@@ -282,6 +345,11 @@ class TranslationDataModule(L.LightningDataModule):
             (seed, epoch); 1 trains on single pairs.
         eval_join: validation, test and predict read their split as consecutive runs of exactly this
             many sentences, joined with a space (sources and references alike).
+        sampling_alpha / sampling_nbest: subword regularisation of the training pairs: each epoch, each
+            sentence is segmented afresh by SentencePiece sampling (unigram: among the `sampling_nbest`
+            best segmentations, all for -1, smoothed by `sampling_alpha`; BPE: BPE-dropout with
+            probability `sampling_alpha`), drawn from (seed, epoch). None keeps the one deterministic
+            segmentation; evaluation always uses it. Needs ``num_workers: 0``.
         max_tokens: padded tokens per training batch; ``eval_max_tokens`` for validation/test/predict.
         predict_split: the split ``translate predict`` translates.
         cache_dir: where tokenizers and the ``datasets`` cache (tokenized splits) live.
@@ -298,6 +366,8 @@ class TranslationDataModule(L.LightningDataModule):
         max_length: int = 128,
         join: int = 1,
         eval_join: int = 1,
+        sampling_alpha: float | None = None,
+        sampling_nbest: int = -1,
         max_tokens: int = 4096,
         eval_max_tokens: int = 8192,
         num_workers: int = 0,
@@ -314,6 +384,8 @@ class TranslationDataModule(L.LightningDataModule):
         for name, value in (("join", join), ("eval_join", eval_join)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer (sentences per example), got {value!r}")
+        check_sampling(sampling_alpha, sampling_nbest, num_workers)
+        self.sampling_alpha, self.sampling_nbest = sampling_alpha, sampling_nbest
         self.max_length, self.max_tokens, self.eval_max_tokens = max_length, max_tokens, eval_max_tokens
         self.join, self.eval_join = join, eval_join
         self.num_workers, self.seed, self.predict_split = num_workers, seed, predict_split
@@ -397,30 +469,38 @@ class TranslationDataModule(L.LightningDataModule):
         for split in needed.get(stage, [s for s in SPLITS if s in self.texts]):
             if split in self.pairs:
                 continue
-            data = self.tokenized(self.split_name(split))
             if split == "train":
-                n = data.num_rows
-                data = data.filter(
-                    within_length, batched=True, fn_kwargs={"max_length": self.max_length}, desc="filtering train"
-                )
-                self.dropped = n - data.num_rows
-                if data.num_rows == 0:
-                    raise ValueError(
-                        f"no training pair of dataset {self.dataset!r} has at most max_length={self.max_length} "
-                        f"tokens on both sides (all {n} were dropped): raise data.max_length"
-                    )
-                log.info(
-                    "train: dropped %d of %d pairs (empty, or over %d tokens on a side)",
-                    self.dropped,
-                    n,
-                    self.max_length,
-                )
-            self.pairs[split] = TokenizedPairs(data, self.tokenizer)
+                self.pairs[split] = self.train_pairs()
+            else:
+                self.pairs[split] = TokenizedPairs(self.tokenized(self.split_name(split)), self.tokenizer)
+
+    def train_pairs(self) -> TokenizedPairs:
+        """The train split without pairs that are empty or over `max_length` tokens on a side; with
+        subword sampling, its texts too, to be segmented afresh each epoch."""
+        data = self.tokenized("train")
+        if self.sampling_alpha is not None:
+            data = datasets.concatenate_datasets([self.texts["train"], data], axis=1)
+        n = data.num_rows
+        data = data.filter(
+            within_length, batched=True, fn_kwargs={"max_length": self.max_length}, desc="filtering train"
+        )
+        self.dropped = n - data.num_rows
+        if data.num_rows == 0:
+            raise ValueError(
+                f"no training pair of dataset {self.dataset!r} has at most max_length={self.max_length} "
+                f"tokens on both sides (all {n} were dropped): raise data.max_length"
+            )
+        log.info("train: dropped %d of %d pairs (empty, or over %d tokens on a side)", self.dropped, n, self.max_length)
+        if self.sampling_alpha is None:
+            return TokenizedPairs(data, self.tokenizer)
+        return SampledPairs(data, self.tokenizer, self.sampling_alpha, self.sampling_nbest, self.seed, self.max_length)
 
     def longest_training_example(self) -> int:
         """An upper bound on the tokens of a training example's source and target (+ eos): the sum of
         the `join` longest pairs' lengths."""
         pairs = self.pairs["train"]
+        if isinstance(pairs, SampledPairs):  # sampled segmentations are longer, but never over max_length
+            return self.join * self.max_length + 1
         src, tgt = np.sort(pairs.src_lengths)[-self.join :], np.sort(pairs.tgt_lengths)[-self.join :]
         return int(max(src.sum(), tgt.sum() + 1))
 
@@ -442,6 +522,7 @@ class TranslationDataModule(L.LightningDataModule):
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
             join=self.join if shuffle else 1,
+            resample=pairs.set_epoch if isinstance(pairs, SampledPairs) else None,
         )
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:

@@ -36,6 +36,13 @@ def check_unicode(text: str, index: int) -> None:
         raise ValueError(f"text at index {index} is not valid Unicode ({e.reason} at position {e.start})") from e
 
 
+def clean(texts: Sequence[str]) -> list[str]:
+    """The texts as SentencePiece reads them (control characters as spaces); invalid Unicode is refused."""
+    for i, text in enumerate(texts):
+        check_unicode(text, i)
+    return [text.translate(CONTROLS) for text in texts]
+
+
 class SharedTokenizer:
     """A joint SentencePiece vocabulary: batch encode/decode, serialisable to bytes."""
 
@@ -143,9 +150,16 @@ class SharedTokenizer:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, without bos/eos. Control characters count as spaces; a text that is not
         valid Unicode (a lone surrogate, as from a bad decode) is refused, naming its index."""
-        for i, text in enumerate(texts):
-            check_unicode(text, i)
-        return self._sp.encode([text.translate(CONTROLS) for text in texts], out_type=int)
+        return self._sp.encode(clean(texts), out_type=int)
+
+    def sample(self, texts: Sequence[str], alpha: float, nbest: int, seed: int) -> list[list[int]]:
+        """Token ids of each text in a segmentation drawn at random (subword regularisation, Kudo 2018): for
+        a unigram model, among its `nbest` best segmentations (all for -1) with probabilities smoothed by
+        `alpha`; for a BPE model, BPE-dropout with merge-dropout probability `alpha`. The same `seed` draws
+        the same segmentations (on one thread: SentencePiece's threads share the draws in no fixed order)."""
+        spm.set_random_generator_seed(seed)
+        options = {"enable_sampling": True, "alpha": alpha, "nbest_size": nbest, "num_threads": 1}
+        return self._sp.encode(clean(texts), out_type=int, **options)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of each id sequence; pad/bos/eos are dropped, and a line break (which byte-fallback pieces
