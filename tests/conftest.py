@@ -127,7 +127,7 @@ def train_tiny(name: str, dm: TranslationDataModule, steps: int = 150) -> tuple[
     """A tiny model trained on `dm` for `steps` updates (enough to learn the tiny task)."""
     schedule = {"scheduler": "inverse_sqrt", "warmup_steps": 50} if name == "transformer" else {}
     model = tiny_model(name, dm.vocab_size, lr=3e-3, label_smoothing=0.0, **schedule)
-    trainer = quiet_trainer(steps)
+    trainer = quiet_trainer(steps, reload_dataloaders_every_n_epochs=int(dm.batches_vary))
     trainer.fit(model, dm)
     return model, trainer
 

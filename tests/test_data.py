@@ -2,6 +2,7 @@ import logging
 import os
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 
@@ -312,8 +313,30 @@ def test_resumed_run_with_sampling_continues_with_the_same_batches(corpus, cache
     assert got == expected
 
 
-def test_lightning_fit_segments_each_epoch(corpus, cache_dir):
-    dm = datamodule(corpus, cache_dir, sampling_alpha=0.5)
+class EpochRecord(L.Callback):
+    """Per epoch: the batches trained and whether validation ran."""
+
+    def __init__(self) -> None:
+        self.batches, self.validated = [], []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.batches.append(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.validated.append(trainer.current_epoch)
+
+
+@pytest.mark.parametrize("varying", [{"sampling_alpha": 0.1}, {"join": 3}])
+def test_every_epoch_trains_all_its_batches_and_validates(corpus, cache_dir, varying):
+    dm = datamodule(corpus, cache_dir, max_tokens=64, **varying)
     model = tiny_model("transformer", datamodule(corpus, cache_dir).vocab_size)
-    quiet_trainer(-1, max_epochs=2).fit(model, dm)
-    assert dm.pairs["train"].epoch == 1  # Lightning's set_epoch reached the sampled pairs
+    with pytest.raises(ValueError, match="set trainer.reload_dataloaders_every_n_epochs: 1"):
+        quiet_trainer(-1, max_epochs=1).fit(model, dm)
+    record = EpochRecord()
+    trainer = quiet_trainer(-1, max_epochs=4, reload_dataloaders_every_n_epochs=1, callbacks=[record])
+    trainer.limit_val_batches, trainer.num_sanity_val_steps = 1, 0
+    trainer.fit(model, dm)
+    expected = [len(epoch_batches(dm, epoch)) for epoch in range(4)]
+    assert len(set(expected)) > 1  # the counts differ, so a count read once would skip or cut epochs
+    assert record.batches == expected and record.validated == [0, 1, 2, 3]

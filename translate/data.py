@@ -534,11 +534,26 @@ class TranslationDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    @property
+    def batches_vary(self) -> bool:
+        """Whether the number of training batches changes from epoch to epoch (joined groups, sampled segmentations)."""
+        return self.join > 1 or self.sampling_alpha is not None
+
     def train_dataloader(self) -> DataLoader:
+        """The training batches of the trainer's current epoch (or of the saved run's next batch)."""
+        trainer = self.trainer
+        if trainer is not None and self.batches_vary and trainer.reload_dataloaders_every_n_epochs != 1:
+            raise ValueError(
+                "with data.join > 1 or data.sampling_alpha the number of training batches differs from epoch to "
+                "epoch, and Lightning reads it once (it would skip or cut epochs): set "
+                "trainer.reload_dataloaders_every_n_epochs: 1"
+            )
         loader = self.loader("train", shuffle=True)
         if self.resume:
             loader.sampler.resume_at(self.resume["epoch"], self.resume["batches_done"])
             self.resume = None
+        elif trainer is not None:  # Lightning takes the epoch's length before it sets the sampler's epoch
+            loader.sampler.set_epoch(trainer.current_epoch)
         return loader
 
     def state_dict(self) -> dict[str, int]:
