@@ -40,7 +40,7 @@ def read_curve(paths: list[str]) -> list[dict]:
 
 def summary(runs: dict) -> str:
     """One row per run: what it changed, epochs validated, its best validation BLEU, whether it is kept."""
-    table = "| run | lever | epochs | best val BLEU (greedy) | kept |\n|---|---|---:|---:|---|\n"
+    table = "| run | lever | epochs validated | best val BLEU (greedy) | kept |\n|---|---|---:|---:|---|\n"
     for name, run in runs.items():
         best = max(run["epochs"], key=lambda row: row["val_bleu"])
         kept = "yes" if run.get("kept") else "no" if "lever" in run else "—"
