@@ -256,7 +256,7 @@ def test_subword_sampling_segments_training_pairs_afresh_each_epoch(corpus, cach
     plain.setup("fit"), dm.setup("fit")
     tok, pairs = dm.tokenizer, dm.pairs["train"]
     first, again, second = epoch_batches(dm, 0), epoch_batches(dm, 0), epoch_batches(dm, 1)
-    assert first == again  # drawn from (seed, epoch)
+    assert first == again  # the epoch's draws are made once
     assert first != second
     assert pairs.src.tolist() != plain.pairs["train"].src.tolist()  # segmentations changed...
     for rows, src, tgt in second[:5]:  # ...but every segmentation spells the same pair
@@ -301,7 +301,8 @@ def test_subword_sampling_settings_are_checked(corpus, cache_dir):
         datamodule(corpus, cache_dir, sampling_alpha=0.1, num_workers=2)
 
 
-def test_resumed_run_with_sampling_continues_with_the_same_batches(corpus, cache_dir):
+def test_resuming_with_sampling_skips_the_batches_done(corpus, cache_dir):
+    """In one process, where SentencePiece's draws repeat, a resumed epoch is the rest of the same epoch."""
     dm = datamodule(corpus, cache_dir, sampling_alpha=0.1)
     dm.setup("fit")
     expected = epoch_batches(dm, 1)[3:]

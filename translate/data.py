@@ -203,7 +203,8 @@ def ragged_lists(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 class SampledPairs(TokenizedPairs):
     """The train split segmented afresh each epoch by SentencePiece sampling (subword regularisation).
 
-    Epoch e's segmentations are drawn from (seed, e), so a rerun or a resumed run sees the same ids. A side
+    Epoch e's segmentations are drawn with a seed from (seed, e): within a process the same epoch gets the same
+    ids, but a new process (a rerun, a resumed run) draws others (see :meth:`SharedTokenizer.sample`). A side
     whose sampled ids exceed `max_length` keeps its deterministic ids (those passed the length filter).
     """
 
@@ -348,7 +349,8 @@ class TranslationDataModule(L.LightningDataModule):
         sampling_alpha / sampling_nbest: subword regularisation of the training pairs: each epoch, each
             sentence is segmented afresh by SentencePiece sampling (unigram: among the `sampling_nbest`
             best segmentations, all for -1, smoothed by `sampling_alpha`; BPE: BPE-dropout with
-            probability `sampling_alpha`), drawn from (seed, epoch). None keeps the one deterministic
+            probability `sampling_alpha`), seeded from (seed, epoch) but not repeatable across processes
+            (SentencePiece's generator). None keeps the one deterministic
             segmentation; evaluation always uses it. Needs ``num_workers: 0``. With either this or `join` > 1
             the number of batches differs per epoch: the trainer must set ``reload_dataloaders_every_n_epochs: 1``.
         max_tokens: padded tokens per training batch; ``eval_max_tokens`` for validation/test/predict.

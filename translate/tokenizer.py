@@ -155,8 +155,9 @@ class SharedTokenizer:
     def sample(self, texts: Sequence[str], alpha: float, nbest: int, seed: int) -> list[list[int]]:
         """Token ids of each text in a segmentation drawn at random (subword regularisation, Kudo 2018): for
         a unigram model, among its `nbest` best segmentations (all for -1) with probabilities smoothed by
-        `alpha`; for a BPE model, BPE-dropout with merge-dropout probability `alpha`. The same `seed` draws
-        the same segmentations (on one thread: SentencePiece's threads share the draws in no fixed order)."""
+        `alpha`; for a BPE model, BPE-dropout with merge-dropout probability `alpha`. The draws come from
+        SentencePiece's generator, seeded with `seed` and run on one thread: the same seed draws the same
+        segmentations within a process, but not in another one (SentencePiece's generator differs per process)."""
         spm.set_random_generator_seed(seed)
         options = {"enable_sampling": True, "alpha": alpha, "nbest_size": nbest, "num_threads": 1}
         return self._sp.encode(clean(texts), out_type=int, **options)
