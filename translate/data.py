@@ -350,9 +350,9 @@ class TranslationDataModule(L.LightningDataModule):
             sentence is segmented afresh by SentencePiece sampling (unigram: among the `sampling_nbest`
             best segmentations, all for -1, smoothed by `sampling_alpha`; BPE: BPE-dropout with
             probability `sampling_alpha`), seeded from (seed, epoch) but not repeatable across processes
-            (SentencePiece's generator). None keeps the one deterministic
-            segmentation; evaluation always uses it. Needs ``num_workers: 0``. With either this or `join` > 1
-            the number of batches differs per epoch: the trainer must set ``reload_dataloaders_every_n_epochs: 1``.
+            (SentencePiece's generator). None keeps the one deterministic segmentation; evaluation always
+            uses it. Needs ``num_workers: 0``. With this or `join` > 1 the number of batches differs per
+            epoch, so the trainer must set ``reload_dataloaders_every_n_epochs: 1``.
         max_tokens: padded tokens per training batch; ``eval_max_tokens`` for validation/test/predict.
         predict_split: the split ``translate predict`` translates.
         cache_dir: where tokenizers and the ``datasets`` cache (tokenized splits) live.
