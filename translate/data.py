@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -193,13 +192,6 @@ class TokenizedPairs(Dataset):
         )
 
 
-def ragged_lists(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Lists of ids as (flat values, offsets), as :func:`ragged`."""
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([len(row) for row in rows], out=offsets[1:])
-    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(offsets[-1])), offsets
-
-
 class SampledPairs(TokenizedPairs):
     """The train split segmented afresh each epoch by SentencePiece sampling (subword regularisation).
 
@@ -231,7 +223,7 @@ class SampledPairs(TokenizedPairs):
         values, offsets = self.fixed[side]
         for i in np.flatnonzero(np.array([len(row) for row in rows]) > self.max_length):
             rows[i] = values[offsets[i] : offsets[i + 1]].tolist()
-        return ragged_lists(rows)
+        return ragged(pa.chunked_array([rows], type=pa.list_(pa.int64())))
 
 
 class TokenBudgetSampler(DistributedSampler):
