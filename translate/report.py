@@ -250,7 +250,9 @@ def reported_bleu(report: dict, checkpoint: Path) -> float | None:
 def merge_reports(old: dict, new: dict, order: Sequence[str]) -> dict:
     """The `old` report with the models of `new` added or replaced, ordered by `order` (names; others
     last), its finding recomputed and each model's run recorded. The two must have measured the same
-    thing (data, decoding, length buckets); a kept model's significance test against a replaced one goes."""
+    thing (data, decoding, length buckets); a kept model's significance test against a replaced one goes.
+    A report written before reports recorded `smoke` (2026-12-01) was a full run's."""
+    old = {"smoke": False} | old
     for key in ("smoke", "data", "decoding", "length_buckets"):
         if old.get(key) != new[key]:
             raise ValueError(
