@@ -1,0 +1,169 @@
+"""One epoch of each committed config on a GPU in bf16-mixed, then its test split: epoch time and tokens/s.
+
+    python benchmarks/gpu_epoch.py --dataset ../shared/data/multi30k
+    python benchmarks/gpu_epoch.py --models transformer --max-tokens 8192 --name gpu_epoch_8k
+    python benchmarks/gpu_epoch.py --accelerator cpu --precision 32-true --limit-train-batches 5 --name smoke
+
+Each config runs in its own process as `translate fit --config configs/<model>.yaml --trainer.accelerator gpu
+--trainer.devices 1 --trainer.precision bf16-mixed --trainer.max_epochs 1` would (everything else as committed:
+its batch size, schedule, checkpoints, validation), then tests the epoch's weights as `translate test` does (the
+config's beam and alpha, sacreBLEU). Reported per config: the training epoch's wall time (from the epoch's start to
+the end of its last batch, so the first batches' CUDA and cuDNN warm-up count, and the config's every-50-steps
+checkpoints, whose share is reported too; validation does not), target tokens/s
+(non-pad) over that epoch and over its batches after the first `--warmup`, the median ms per update, validation
+(greedy) and test (beam) time and BLEU, the setup time before the epoch (data, tokenizer, model to the GPU) and
+peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from common import write_results
+
+from translate.cli import cli
+
+ROOT = Path(__file__).parent.parent
+
+
+def synchronized() -> float:
+    """`time.perf_counter()` once the GPU (if any) has finished what was queued."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+class EpochTimer(L.Callback):
+    """Wall times of the first training epoch, its validation and the test, and each update's target tokens."""
+
+    def __init__(self, start: float) -> None:
+        self.start, self.times, self.tokens, self.marks, self.saving = start, [], [], {}, 0.0
+
+    def time_saving(self, trainer: L.Trainer) -> None:
+        """Count the time the trainer's checkpoint writer spends within the training epoch (`saving`)."""
+        io = trainer.strategy.checkpoint_io
+        save = io.save_checkpoint
+
+        def timed(*args, **kwargs) -> None:
+            begin = synchronized()
+            save(*args, **kwargs)
+            if "epoch_start" in self.marks and "val_start" not in self.marks:
+                self.saving += time.perf_counter() - begin
+
+        io.save_checkpoint = timed
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.marks["epoch_start"] = self.last = synchronized()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        now = synchronized()
+        self.times.append(now - self.last)
+        self.tokens.append(int((batch.tgt_out != module.pad_id).sum()))
+        self.marks["epoch_end"] = self.last = now
+
+    def on_validation_epoch_start(self, trainer, module) -> None:
+        if not trainer.sanity_checking:
+            self.marks["val_start"] = synchronized()
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if not trainer.sanity_checking:
+            self.marks["val_end"] = synchronized()
+
+    def on_test_epoch_start(self, trainer, module) -> None:
+        self.marks["test_start"] = synchronized()
+
+    def on_test_epoch_end(self, trainer, module) -> None:
+        self.marks["test_end"] = synchronized()
+
+    def row(self, warmup: int) -> dict:
+        m, steady = self.marks, slice(warmup, None)
+        epoch = m["epoch_end"] - m["epoch_start"]
+        return {
+            "setup_s": round(m["epoch_start"] - self.start, 1),
+            "steps": len(self.times),
+            "epoch_s": round(epoch, 2),
+            "target_tokens_per_s": round(sum(self.tokens) / epoch),
+            "steady_target_tokens_per_s": round(sum(self.tokens[steady]) / sum(self.times[steady])),
+            "median_ms_per_step": round(1000 * statistics.median(self.times), 2),
+            "checkpoint_s": round(self.saving, 2),
+            "val_s": round(m["val_end"] - m["val_start"], 1),
+            "test_s": round(m["test_end"] - m["test_start"], 1),
+        }
+
+
+def measure(config: str, options: argparse.Namespace) -> dict:
+    """Fit one epoch of `config` and test it (in the calling process)."""
+    start = time.perf_counter()
+    args = ["--config", config, f"--data.dataset={options.dataset}", f"--trainer.accelerator={options.accelerator}"]
+    args += [f"--trainer.precision={options.precision}", "--trainer.devices=1", "--trainer.max_epochs=1"]
+    args += ["--trainer.enable_progress_bar=false"]
+    args += [f"--data.max_tokens={options.max_tokens}"] if options.max_tokens else []
+    args += [f"--trainer.limit_train_batches={options.limit_train_batches}"] if options.limit_train_batches else []
+    parsed = cli(args, run=False)
+    trainer, model, dm = parsed.trainer, parsed.model, parsed.datamodule
+    timer = EpochTimer(start)
+    trainer.callbacks.append(timer)
+    timer.time_saving(trainer)
+    trainer.fit(model, dm)
+    validation = {k: round(float(v), 2) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    (tested,) = trainer.test(model, dm, verbose=False)
+    return {
+        "model": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "max_tokens": dm.max_tokens,
+        **timer.row(options.warmup),
+        "val_bleu_greedy": validation.get("val/bleu"),
+        "val_loss": validation.get("val/loss"),
+        "test_bleu_beam": round(tested["test/bleu"], 2),
+        "test_chrf": round(tested["test/chrf"], 2),
+        "beam_size": model.decoding.beam_size,
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="../shared/data/multi30k")
+    parser.add_argument("--models", nargs="+", default=["gru", "bahdanau", "transformer"])
+    parser.add_argument("--max-tokens", type=int, help="batch size in tokens (default: each config's own)")
+    parser.add_argument("--warmup", type=int, default=20, help="updates left out of the steady tokens/s")
+    parser.add_argument("--accelerator", default="gpu")
+    parser.add_argument("--precision", default="bf16-mixed")
+    parser.add_argument("--limit-train-batches", type=int, help="train on this many batches only (a smoke test)")
+    parser.add_argument("--name", default="gpu_epoch", help="results/<name>.json and .md")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args)))
+        return
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        raise SystemExit("--accelerator gpu needs a CUDA GPU: torch.cuda.is_available() is False")
+    device = torch.cuda.get_device_name() if args.accelerator == "gpu" else args.accelerator
+    rows = []
+    for name in args.models:
+        config = ROOT / "configs" / f"{name}.yaml"
+        child = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--child", str(config)]
+        out = subprocess.run(child, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode:
+            print(out.stderr[-4000:], file=sys.stderr)
+            rows.append({"config": name, "error": out.stderr.strip().splitlines()[-1]})
+        else:
+            rows.append({"config": name, **json.loads(out.stdout.strip().splitlines()[-1])})
+        print(rows[-1], flush=True)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    table = f"One epoch of each config in {args.precision} on {device}, then its test split.\n\n"
+    table += "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    table += "\n".join("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows)
+    print(write_results(args.name, {"rows": rows}, table).with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
