@@ -10,7 +10,7 @@ import torch
 from conftest import CONFIGS, TINY, cli_args, make_pairs, quiet_trainer, run_cli, tiny_model, train_tiny, write_jsonl
 from translate.batching import Batch
 from translate.data import TranslationDataModule
-from translate.models import GRUSeq2Seq
+from translate.models import GRUSeq2Seq, transformer
 from translate.tokenizer import BOS_ID, PAD_ID
 
 
@@ -94,6 +94,26 @@ def test_reorder_picks_rows_of_the_state():
         step, _ = model.decode_step(tgt[[2, 0], 1:2], picked)
         alone, _ = model.decode_step(tgt[:, 1:2], state)
     torch.testing.assert_close(step, alone[[2, 0]])
+
+
+def test_transformer_attention_never_asks_for_cudnns_backend(monkeypatch):
+    """cuDNN's attention builds a graph per new shape (540 ms a training step on a GPU): training and decoding
+    call scaled_dot_product_attention with it disabled, and leave the global setting as it was."""
+    enabled = []
+
+    def recording(*args, **kwargs):
+        enabled.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return sdpa(*args, **kwargs)
+
+    sdpa = transformer.F.scaled_dot_product_attention
+    monkeypatch.setattr(transformer.F, "scaled_dot_product_attention", recording)
+    model = tiny_model("transformer", 50)
+    src, lengths, tgt = random_batch(50)
+    model(src, lengths, tgt).sum().backward()
+    with torch.no_grad():
+        model.eval().decode_step(tgt[:, :1], model.encode(src, lengths))
+    assert len(enabled) == 2 * (2 + 2 * 2) and not any(enabled)  # 2 encoder and 2 decoder layers, trained and decoded
+    assert torch.backends.cuda.cudnn_sdp_enabled()
 
 
 @pytest.mark.parametrize("name", ["bahdanau", "transformer"])

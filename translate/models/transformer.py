@@ -11,11 +11,17 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from translate.models.base import Seq2SeqModule
 from translate.models.dropout import Dropout, dropout
 from translate.search import State
 from translate.tokenizer import PAD_ID
+
+# Every backend of scaled_dot_product_attention but cuDNN's, which torch prefers on Hopper GPUs: it builds a graph
+# for each new shape, and variable-length batches and step-by-step decoding bring new shapes at every call
+# (benchmarks/results/gpu_attention.md). On CPUs this is the default choice.
+ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def sinusoids(length: int, dim: int) -> Tensor:
@@ -59,9 +65,10 @@ class Attention(nn.Module):
         query = self.split(self.query(x))  # (B, heads, T, dh)
         if not need_weights:
             dropout_p = self.dropout if self.training else 0.0
-            attended = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=mask, is_causal=causal, dropout_p=dropout_p
-            )  # (B, heads, T, dh)
+            with sdpa_kernel(ATTENTION_BACKENDS):
+                attended = F.scaled_dot_product_attention(
+                    query, key, value, attn_mask=mask, is_causal=causal, dropout_p=dropout_p
+                )  # (B, heads, T, dh)
             return self.out(attended.transpose(1, 2).flatten(2)), None  # (B, T, D)
         scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, heads, T, S)
         if causal:
