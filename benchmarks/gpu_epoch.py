@@ -7,12 +7,11 @@
 Each config runs in its own process as `translate fit --config configs/<model>.yaml --trainer.accelerator gpu
 --trainer.devices 1 --trainer.precision bf16-mixed --trainer.max_epochs 1` would (everything else as committed:
 its batch size, schedule, checkpoints, validation), then tests the epoch's weights as `translate test` does (the
-config's beam and alpha, sacreBLEU). Reported per config: the training epoch's wall time (from the epoch's start to
-the end of its last batch, so the first batches' CUDA and cuDNN warm-up count, and the config's every-50-steps
-checkpoints, whose share is reported too; validation does not), target tokens/s
-(non-pad) over that epoch and over its batches after the first `--warmup`, the median ms per update, validation
-(greedy) and test (beam) time and BLEU, the setup time before the epoch (data, tokenizer, model to the GPU) and
-peak GPU memory.
+config's beam and alpha, sacreBLEU). Reported per config: the training epoch's wall time, from its start to the end
+of its last batch (the first batches' CUDA and cuDNN warm-up count, and so do the config's every-50-steps
+checkpoints, whose share is `checkpoint_s`; validation does not), target tokens/s (non-pad) over that epoch and over
+its batches after the first `--warmup`, the median ms per update, validation (greedy) and test (beam) time and BLEU,
+the setup time before the epoch (data, tokenizer, model to the GPU) and peak GPU memory.
 """
 
 from __future__ import annotations

@@ -97,8 +97,8 @@ def test_reorder_picks_rows_of_the_state():
 
 
 def test_transformer_attention_never_asks_for_cudnns_backend(monkeypatch):
-    """cuDNN's attention builds a graph per new shape (540 ms a training step on a GPU): training and decoding
-    call scaled_dot_product_attention with it disabled, and leave the global setting as it was."""
+    """cuDNN's attention builds a graph per new shape (on an H200, 536 ms a training step's attentions against 1.8):
+    training and decoding call scaled_dot_product_attention with it disabled, and leave the global setting as it was."""
     enabled = []
 
     def recording(*args, **kwargs):
