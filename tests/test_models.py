@@ -235,6 +235,14 @@ def test_linear_schedule_refuses_a_warm_up_as_long_as_the_run(tiny_dm):
         trainer.fit(model, tiny_dm)
 
 
+def test_linear_schedule_lets_a_fast_dev_run_through_at_its_first_warm_up_step(tiny_dm):
+    model = tiny_model("gru", tiny_dm.vocab_size, lr=1e-3, scheduler="linear", warmup_steps=1000)
+    record = RecordLr()
+    trainer = L.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, callbacks=[record])
+    trainer.fit(model, tiny_dm)
+    assert record.lrs == pytest.approx([1e-3 / 1000])
+
+
 def test_optimizer_is_torchs_fused_adamw_on_cpu():
     optimizer = tiny_model("transformer", 50).configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"]

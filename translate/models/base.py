@@ -46,8 +46,9 @@ class Seq2SeqModule(L.LightningModule):
             precision, where Lightning clips gradients only for optimizers that do not unscale them).
         scheduler: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then 1/sqrt(step)),
             ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step,
-            for a fixed budget of epochs), ``plateau`` (halve the rate when val/bleu stops rising for
-            ``patience`` epochs) or ``constant``.
+            for a fixed budget of epochs; a run no longer than its warm-up is refused, except under
+            ``fast_dev_run``), ``plateau`` (halve the rate when val/bleu stops rising for ``patience`` epochs)
+            or ``constant``.
     """
 
     def __init__(
@@ -293,7 +294,7 @@ class Seq2SeqModule(L.LightningModule):
         total = self.trainer.estimated_stepping_batches if hp.scheduler == "linear" else math.inf
         if hp.scheduler == "linear" and math.isinf(total):
             raise ValueError("scheduler 'linear' needs a finite number of steps: set trainer.max_epochs or max_steps")
-        if hp.scheduler == "linear" and warmup >= total:
+        if hp.scheduler == "linear" and warmup >= total and not self.trainer.fast_dev_run:  # a smoke run warms up
             raise ValueError(
                 f"scheduler 'linear' warms up over {warmup} steps but the run has only {total}: "
                 "lower model.warmup_steps or train longer"
@@ -301,7 +302,10 @@ class Seq2SeqModule(L.LightningModule):
 
         def factor(step: int) -> float:
             step += 1
-            decay = (total - step + 1) / (total - warmup + 1) if hp.scheduler == "linear" else math.sqrt(warmup / step)
+            if hp.scheduler == "linear":
+                decay = (total - step + 1) / max(1, total - warmup + 1)
+            else:
+                decay = math.sqrt(warmup / step)
             return min(step / warmup, max(0.0, decay))
 
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
