@@ -3,6 +3,7 @@ and nothing is lost."""
 
 import os
 import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -248,7 +249,8 @@ def test_failed_write_leaves_the_earlier_report_intact(trained, tiny_dm, tmp_pat
     report, figures = build_report([Entry("transformer", trained)], sources, references, data, n_bootstrap=10)
     out = tmp_path / "reports"
     write_report(report, figures, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}  # hypotheses/ too
+    assert Path("hypotheses/transformer.txt") in before
 
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
@@ -257,7 +259,8 @@ def test_failed_write_leaves_the_earlier_report_intact(trained, tiny_dm, tmp_pat
     changed = {**report, "finding": "something else"}
     with pytest.raises(OSError, match="No space left"):
         write_report(changed, figures, out)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary files left either
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # no temporary files left either
 
 
 # -- arguments checked at the door ----------------------------------------------------------------

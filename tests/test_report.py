@@ -12,11 +12,13 @@ from conftest import train_tiny
 from translate import Translator
 from translate.checkpoints import best_checkpoint
 from translate.cli import config_names, leaderboard
+from translate.evaluation import corpus_score
 from translate.report import (
     Entry,
     build_long_report,
     build_report,
     finding,
+    hypotheses_file,
     joined_summary,
     render_markdown,
     strip_volatile,
@@ -66,8 +68,14 @@ def test_report_is_complete(built, test_data):
     assert sum(report["length_buckets"]["counts"]) == len(sources)
     # two heatmaps each for the attention models, none for the context vector
     assert sorted(h["model"] for h in report["heatmaps"]) == ["bahdanau", "bahdanau", "transformer", "transformer"]
-    assert set(figures) == {"bleu_by_length.png"} | {h["file"] for h in report["heatmaps"]}
-    assert all(png.startswith(b"\x89PNG") and len(png) > 1000 for png in figures.values())
+    translations = {hypotheses_file(name): name for name in NAMES}
+    assert set(figures) == {"bleu_by_length.png"} | {h["file"] for h in report["heatmaps"]} | set(translations)
+    pngs = [data for name, data in figures.items() if name not in translations]
+    assert all(png.startswith(b"\x89PNG") and len(png) > 1000 for png in pngs)
+    for file, name in translations.items():  # one line per test sentence: the translations that were scored
+        lines = figures[file].decode().split("\n")[:-1]
+        bleu = next(m["bleu"] for m in report["models"] if m["name"] == name)
+        assert len(lines) == len(sources) and corpus_score(lines, references, n_bootstrap=1).bleu == bleu
     markdown = render_markdown(report)
     assert all(name in markdown for name in NAMES) and report["finding"] in markdown
     assert report["finding"].startswith("On the longest source sentences")
@@ -306,7 +314,14 @@ def test_leaderboard_only_adds_models_to_the_report_in_out(checkpoints, tiny_cor
     leaderboard([*common, "--only", "bahdanau", f"--checkpoint=bahdanau={checkpoints[1].checkpoint}"])
     third = json.loads((tmp_path / "long/leaderboard.json").read_text())
     assert [m["name"] for m in third["models"]] == list(NAMES)
-    assert third["models"][0] == second["models"][0] and third["models"][2] == second["models"][1]
+    assert third["models"][0] == second["models"][0]
+    untested = [{k: v for k, v in m.items() if k != "significance"} for m in (third["models"][2], second["models"][1])]
+    assert untested[0] == untested[1]  # the transformer's row kept, but its paired test:
+    tests = [m.get("significance", {}).get("against") for m in third["models"]]
+    assert tests == [None, "gru", "bahdanau"]  # each against the model before it, from the translations kept
+    for model in third["models"]:
+        lines = (tmp_path / "long/hypotheses" / f"{model['name']}.txt").read_text().splitlines()
+        assert len(lines) == model["sentences"] == 75
     assert [run["models"] for run in third["runs"]] == [["gru", "transformer"], ["bahdanau"]]
     assert third["finding"] == finding(third) and "bahdanau" in third["finding"]
     markdown = (tmp_path / "long/leaderboard.md").read_text()
@@ -318,8 +333,12 @@ def test_leaderboard_only_adds_models_to_the_report_in_out(checkpoints, tiny_cor
         leaderboard([*common, "--only", "attention"])
     with pytest.raises(ValueError, match=r"--checkpoint names \['gru'\], which --only leaves out"):
         leaderboard([*common, "--only", "bahdanau", f"--checkpoint=gru={checkpoints[0].checkpoint}"])
+    (tmp_path / "long/hypotheses/gru.txt").unlink()  # a report from before translations were kept
+    leaderboard([*common, "--only", "bahdanau", f"--checkpoint=bahdanau={checkpoints[1].checkpoint}"])
+    fourth = json.loads((tmp_path / "long/leaderboard.json").read_text())
+    assert [m.get("significance", {}).get("against") for m in fourth["models"]] == [None, None, "bahdanau"]
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken/leaderboard.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken/leaderboard.json is not a leaderboard report"):
         leaderboard([*common, "--out=broken", "--only", "gru"])
-    assert json.loads((tmp_path / "long/leaderboard.json").read_text()) == third  # refusals leave it whole
+    assert json.loads((tmp_path / "long/leaderboard.json").read_text()) == fourth  # refusals leave it whole

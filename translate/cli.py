@@ -21,11 +21,14 @@ from translate.export import export as export_model
 from translate.files import AtomicCheckpointIO, atomic_write_bytes
 from translate.models import Seq2SeqModule
 from translate.report import (
+    N_BOOTSTRAP,
     Entry,
     build_long_report,
     build_report,
     check_writable,
+    kept_hypotheses,
     merge_reports,
+    pair_tests,
     reported_bleu,
     summary_figures,
     update_readme,
@@ -309,6 +312,8 @@ def leaderboard(argv: list[str]) -> None:
         report, figures = build_report(entries, sources, references, data, heatmaps=args.heatmaps, **settings)
     if args.only and (args.out / "leaderboard.json").is_file():
         report = merge_reports(previous_report(args.out / "leaderboard.json"), report, names)
+        tested = [r for k in sets for r in sets[k][1]] if args.joined else references
+        pair_tests(report["models"], kept_hypotheses(report, figures, args.out), tested, N_BOOTSTRAP)
         figures |= summary_figures(report)
     log.info("leaderboard: %s", write_report(report, figures, args.out))
     if args.readme:

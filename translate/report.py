@@ -1,14 +1,17 @@
 """The leaderboard: every model decodes the same test split with the same beam, sacreBLEU scores it
 (bootstrap CIs, paired significance against the previous generation, BLEU by source length), and
 `reports/` receives leaderboard.json (the source of truth), leaderboard.md rendered from it, the
-bottleneck curve and attention heatmaps.
+bottleneck curve, attention heatmaps and each model's test translations (hypotheses/, which let a later
+run that decodes some models alone test them against the others).
 """
 
 from __future__ import annotations
 
 import datetime
 import io
+import itertools
 import logging
+import re
 import shlex
 import sys
 import tempfile
@@ -34,6 +37,7 @@ from translate.saliency import BINS, FROM_END, remembered
 from translate.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
+N_BOOTSTRAP = 1000  # resamples of the confidence intervals and paired tests
 
 ATTENTION = {  # what each model's heatmap shows
     "BahdanauSeq2Seq": "additive attention",
@@ -120,13 +124,14 @@ def build_report(
     alpha: float | None = None,
     max_tokens: int = 4096,
     heatmaps: int = 2,
-    n_bootstrap: int = 1000,
+    n_bootstrap: int = N_BOOTSTRAP,
     device: str = "auto",
     smoke: bool = False,
     edges: list[int] | None = None,
     extra: Extra | None = None,
 ) -> tuple[dict, dict[str, bytes]]:
-    """Decode and score every entry; returns the report (JSON-ready) and its figures (PNG bytes by file name).
+    """Decode and score every entry; returns the report (JSON-ready) and its files by name: the figures (PNG)
+    and each model's test translations (:func:`hypotheses_file`).
 
     Every model decodes with the same beam; `alpha` overrides each entry's length penalty. `data`
     describes the test data: ``dataset``, ``split`` and ``languages`` (source, target); a checkpoint
@@ -141,7 +146,7 @@ def build_report(
     edges, examples = report["length_buckets"]["edges"], heatmap_sentences(sources, heatmaps)
     figures: dict[str, bytes] = {}
     outputs: dict[str, list[str]] = {}
-    for k, entry in enumerate(entries):
+    for entry in entries:
         translator, checkpoint = entry_translator(entry, data, device)
         penalty = next(a for a in (alpha, entry.alpha, translator.model.decoding.alpha) if a is not None)
         log.info("%s: decoding %d sentences with beam %d (%s)", entry.name, len(sources), beam_size, entry.checkpoint)
@@ -152,10 +157,7 @@ def build_report(
         row = model_row(entry, translator, checkpoint, penalty, time.perf_counter() - start, len(sources))
         row |= corpus_score(hypotheses, references, n_bootstrap).as_dict()
         outputs[entry.name] = hypotheses
-        if k > 0:
-            previous = entries[k - 1].name
-            test = paired_significance(outputs[previous], hypotheses, references, n_bootstrap)
-            row["significance"] = {"against": previous, "p_value": test["p_value"], "signature": test["signature"]}
+        figures[hypotheses_file(entry.name)] = "".join(f"{h}\n" for h in hypotheses).encode()
         row["by_length"] = bleu_by_length(sources, hypotheses, references, edges, n_bootstrap)
         row |= extra(translator, hypotheses, penalty) if extra else {}
         report["models"].append(row)
@@ -163,9 +165,44 @@ def build_report(
         for i, name, figure in heatmap_figures(entry, translator, sources, examples, beam_size, penalty):
             figures[name] = figure
             report["heatmaps"].append({"model": entry.name, "sentence": i, "file": name})
+    pair_tests(report["models"], outputs, references, n_bootstrap)
     report["finding"] = finding(report)
     figures["bleu_by_length.png"] = bleu_by_length_figure(report)
     return report, figures
+
+
+def hypotheses_file(name: str) -> str:
+    """Where a report keeps a model's test translations, one line per source sentence."""
+    return f"hypotheses/{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.txt"
+
+
+def pair_tests(models: list[dict], hypotheses: dict[str, list[str]], references: list[str], n_bootstrap: int) -> None:
+    """Give every model the paired bootstrap test against the model before it, where it has none yet and
+    both models' translations are in `hypotheses`; a test against another model goes."""
+    for previous, model in itertools.pairwise(models):
+        if model.get("significance", {}).get("against") == previous["name"]:
+            continue
+        model.pop("significance", None)
+        if previous["name"] in hypotheses and model["name"] in hypotheses:
+            test = paired_significance(hypotheses[previous["name"]], hypotheses[model["name"]], references, n_bootstrap)
+            model["significance"] = {
+                "against": previous["name"],
+                "p_value": test["p_value"],
+                "signature": test["signature"],
+            }
+
+
+def kept_hypotheses(report: dict, files: dict[str, bytes], directory: Path) -> dict[str, list[str]]:
+    """Each model's test translations, from this run's `files`, else from those kept in `directory`; a model
+    whose translations are missing or not one line per sentence is left out."""
+    found = {}
+    for model in report["models"]:
+        name = hypotheses_file(model["name"])
+        data = files.get(name) or ((directory / name).read_bytes() if (directory / name).is_file() else b"")
+        lines = data.decode("utf-8").split("\n")[:-1]
+        if data and len(lines) == model["sentences"]:
+            found[model["name"]] = lines
+    return found
 
 
 def model_row(
@@ -250,7 +287,8 @@ def reported_bleu(report: dict, checkpoint: Path) -> float | None:
 def merge_reports(old: dict, new: dict, order: Sequence[str]) -> dict:
     """The `old` report with the models of `new` added or replaced, ordered by `order` (names; others
     last), its finding recomputed and each model's run recorded. The two must have measured the same
-    thing (data, decoding, length buckets); a kept model's significance test against a replaced one goes.
+    thing (data, decoding, length buckets); a kept model's significance test against a replaced one goes
+    (:func:`pair_tests` gives it again from the kept translations).
     A report written before reports recorded `smoke` (2026-12-01) was a full run's."""
     old = {"smoke": False} | old
     for key in ("smoke", "data", "decoding", "length_buckets"):
