@@ -1,4 +1,5 @@
-"""What every benchmark records beside its numbers (machine, date, command, versions), and a bare training update."""
+"""What every benchmark records beside its numbers (machine, date, command, versions), a clock that waits for the GPU,
+and a bare training update."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,13 @@ if TYPE_CHECKING:  # not imported: train_throughput.py --revision runs this modu
     from translate.models import Seq2SeqModule
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def synchronized() -> float:
+    """`time.perf_counter()` once the GPU (if any) has finished what was queued."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def write_results(name: str, results: dict, markdown: str) -> Path:

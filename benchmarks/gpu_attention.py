@@ -17,22 +17,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import random
-import time
 
 import torch
 import torch.nn.functional as F
-from common import write_results
+from common import synchronized, write_results
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from translate.models.transformer import ATTENTION_BACKENDS
 
 HEADS, HEAD_DIM, DROPOUT = 4, 64, 0.2
 NAMES = {int(backend): name for name, backend in SDPBackend.__members__.items()}
-
-
-def synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def step_inputs(source: int, target: int, max_tokens: int, device: str) -> list[tuple]:
@@ -54,15 +48,13 @@ def step_inputs(source: int, target: int, max_tokens: int, device: str) -> list[
 
 def run(steps: list[list[tuple]], backends: list[SDPBackend] | None) -> float:
     """Milliseconds per step of forward and backward of every attention in `steps`."""
-    synchronize()
-    start = time.perf_counter()
+    start = synchronized()
     for attentions in steps:
         for query, key, value, mask, causal in attentions:
             with sdpa_kernel(backends) if backends else contextlib.nullcontext():
                 out = F.scaled_dot_product_attention(query, key, value, mask, DROPOUT, causal)
             out.sum().backward()
-    synchronize()
-    return round(1000 * (time.perf_counter() - start) / len(steps), 2)
+    return round(1000 * (synchronized() - start) / len(steps), 2)
 
 
 def chosen(attention: tuple) -> str:

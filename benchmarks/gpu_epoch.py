@@ -26,18 +26,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from common import write_results
+from common import synchronized, write_results
 
 from translate.cli import cli
 
 ROOT = Path(__file__).parent.parent
-
-
-def synchronized() -> float:
-    """`time.perf_counter()` once the GPU (if any) has finished what was queued."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 class EpochTimer(L.Callback):

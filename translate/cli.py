@@ -26,6 +26,7 @@ from translate.report import (
     build_long_report,
     build_report,
     check_writable,
+    joined_texts,
     kept_hypotheses,
     merge_reports,
     pair_tests,
@@ -312,7 +313,7 @@ def leaderboard(argv: list[str]) -> None:
         report, figures = build_report(entries, sources, references, data, heatmaps=args.heatmaps, **settings)
     if args.only and (args.out / "leaderboard.json").is_file():
         report = merge_reports(previous_report(args.out / "leaderboard.json"), report, names)
-        tested = [r for k in sets for r in sets[k][1]] if args.joined else references
+        tested = joined_texts(sets)[1] if args.joined else references
         pair_tests(report["models"], kept_hypotheses(report, figures, args.out), tested, N_BOOTSTRAP)
         figures |= summary_figures(report)
     log.info("leaderboard: %s", write_report(report, figures, args.out))

@@ -240,8 +240,7 @@ def build_long_report(
     what it remembers (saliency.py) of the shortest runs and of the longest. Other `settings`
     (n_bootstrap, device) are :func:`build_report`'s."""
     ks = [k for k, (sources, _) in sets.items() for _ in sources]
-    sources = [s for k in sets for s in sets[k][0]]
-    references = [r for k in sets for r in sets[k][1]]
+    sources, references = joined_texts(sets)
 
     def extra(translator: Translator, hypotheses: list[str], penalty: float) -> dict:
         rows = []
@@ -267,6 +266,11 @@ def build_long_report(
     )
     figures["remembers.png"] = remembers_figure(report)
     return report, figures
+
+
+def joined_texts(sets: dict[int, tuple[list[str], list[str]]]) -> tuple[list[str], list[str]]:
+    """The sources and references of every k of `sets`, one list each, in the order the long report decodes them."""
+    return [s for k in sets for s in sets[k][0]], [r for k in sets for r in sets[k][1]]
 
 
 def runs_of(report: dict) -> list[dict]:

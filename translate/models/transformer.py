@@ -20,7 +20,8 @@ from translate.tokenizer import PAD_ID
 
 # Every backend of scaled_dot_product_attention but cuDNN's, which torch prefers on Hopper GPUs: it builds a graph
 # for each new shape, and variable-length batches and step-by-step decoding bring new shapes at every call
-# (benchmarks/results/gpu_attention.md). On CPUs torch's choice is among these anyway.
+# (benchmarks/results/gpu_attention.md). On CPUs torch's choice is among these anyway. `encode` and `_decode`
+# run under it.
 ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
@@ -65,10 +66,9 @@ class Attention(nn.Module):
         query = self.split(self.query(x))  # (B, heads, T, dh)
         if not need_weights:
             dropout_p = self.dropout if self.training else 0.0
-            with sdpa_kernel(ATTENTION_BACKENDS):
-                attended = F.scaled_dot_product_attention(
-                    query, key, value, attn_mask=mask, is_causal=causal, dropout_p=dropout_p
-                )  # (B, heads, T, dh)
+            attended = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, is_causal=causal, dropout_p=dropout_p
+            )  # (B, heads, T, dh)
             return self.out(attended.transpose(1, 2).flatten(2)), None  # (B, T, D)
         scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, heads, T, S)
         if causal:
@@ -179,6 +179,7 @@ class TransformerSeq2Seq(Seq2SeqModule):
     def source_embedding(self) -> nn.Embedding:
         return self.src_embed
 
+    @sdpa_kernel(ATTENTION_BACKENDS)  # once per pass, not per attention call
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         """Memory and the per-layer cross-attention keys/values of the source."""
         mask = self.source_mask(src, src_lengths)  # (B, S)
@@ -194,6 +195,7 @@ class TransformerSeq2Seq(Seq2SeqModule):
             caches.append({"cross_k": key, "cross_v": value, "self_k": empty, "self_v": empty})
         return {"mask": mask, "layers": caches}
 
+    @sdpa_kernel(ATTENTION_BACKENDS)
     def _decode(
         self, tgt: Tensor, state: State, incremental: bool, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
