@@ -1,7 +1,8 @@
-"""A callback for crash tests: the training process kills itself with SIGKILL after a given step."""
+"""Callbacks for crash tests: kill the training process with SIGKILL after a given step; record the first step."""
 
 import os
 import signal
+from pathlib import Path
 
 import lightning as L
 
@@ -13,3 +14,14 @@ class KillAtStep(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordFirstStep(L.Callback):
+    """Writes the global step at which this process trains its first batch to `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        if not self.path.exists():
+            self.path.write_text(str(trainer.global_step))

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from conftest import DE, make_pairs, tiny_model
 from translate.cli import export as export_command
-from translate.export import ExportedTransformer, export
+from translate.export import ExportedTransformer, export, is_exported
 from translate.search import Decoding
 from translate.serve import create_app
 from translate.translator import Translator
@@ -137,3 +138,43 @@ def test_what_cannot_be_exported_or_loaded_is_refused(tiny_dm, tmp_path, trained
         Translator.from_checkpoint(tmp_path)
     with pytest.raises(SystemExit):
         export_command(["--checkpoint", str(trained), "--output", str(tmp_path / "x"), "--quantization", "int4"])
+
+
+def test_force_replaces_only_an_export_and_never_leaves_it_missing(trained, tmp_path, monkeypatch):
+    kept = tmp_path / "notes"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "last.ckpt").write_bytes(trained.read_bytes())
+    for folder in (kept, checkpoints):
+        with pytest.raises(FileExistsError, match="not a model of `translate export`"):
+            export_command(["--checkpoint", str(trained), "--output", str(folder), "--force"])
+    assert (kept / "notes.txt").read_text() == "mine" and (checkpoints / "last.ckpt").is_file()
+    out = export(trained, tmp_path / "model", "int8")
+    (out / "last.ckpt").write_bytes(b"a checkpoint put into an export")
+    with pytest.raises(FileExistsError, match=r"holds \['last.ckpt'\]"):
+        export(trained, out, "int8", force=True)
+    (out / "last.ckpt").unlink()
+    monkeypatch.chdir(out)
+    for here in (out, tmp_path):  # the working directory, and a folder above it
+        with pytest.raises(ValueError, match="is the working directory or above it"):
+            export(trained, here, "int8", force=True)
+    monkeypatch.chdir(tmp_path)
+    seen, stop = [], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(is_exported(out))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for quantization in ("int16", "float32", "int8"):
+            export(trained, out, quantization, force=True)
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen and all(seen)  # the export was there at every look, old or new
+    assert json.loads((out / "translate.json").read_text())["quantization"] == "int8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "model", "notes"]  # no staging left

@@ -144,6 +144,7 @@ def test_cli_fit_fast_dev_run_then_test_and_predict(name, tiny_corpus, tmp_path,
     monkeypatch.chdir(tmp_path)
     args = cli_args(name, tiny_corpus, tmp_path / "cache")
     run_cli("fit", *args, "--trainer.fast_dev_run=true")
+    assert not (tmp_path / "checkpoints").exists()  # a smoke run writes no checkpoint
     run_cli("fit", *args, "--trainer.max_steps=2", "--trainer.limit_val_batches=1")
     assert (tmp_path / "checkpoints" / name / "last.ckpt").exists()
     decoding = ["--decoding.beam_size=2", "--decoding.alpha=0.3"]  # the checkpoint has 5 and the config's alpha

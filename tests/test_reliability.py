@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,9 +12,10 @@ import pytest
 import torch
 
 import translate.files
+from conftest import cli_args
+from translate.checkpoints import SafeCheckpointIO, average_checkpoints
 from translate.cli import cli
 from translate.data import TranslationDataModule
-from translate.files import AtomicCheckpointIO
 
 TESTS = Path(__file__).parent
 
@@ -55,9 +57,9 @@ def run_translate(folder: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
 
 
-def final_val_loss(folder: Path) -> float:
+def final_val_loss(folder: Path, name: str = "tiny") -> float:
     """The last val/loss the CSV logger recorded (a resumed run logs into a new version folder)."""
-    files = sorted(folder.glob("logs/tiny/version_*/metrics.csv"))
+    files = sorted(folder.glob(f"logs/{name}/version_*/metrics.csv"), key=lambda path: int(path.parent.name[8:]))
     rows = [row for path in files for row in csv.DictReader(path.open())]
     return float([row for row in rows if row.get("val/loss")][-1]["val/loss"])
 
@@ -70,24 +72,62 @@ def epoch_batches(tiny_corpus, tmp_path_factory) -> int:
     return len(dm.train_dataloader())
 
 
-def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(tiny_corpus, tmp_path, epoch_batches):
-    every = epoch_batches + 2  # the step checkpoint falls inside the second epoch
-    steps = 3 * epoch_batches
+def committed(name: str, corpus: Path, folder: Path, epochs: int) -> list[str]:
+    """The committed config of `name` (its schedule, its two checkpoint callbacks) on the tiny task, tiny."""
+    return [*cli_args(name, corpus, folder.parent / "cache"), f"--trainer.max_epochs={epochs}"]
+
+
+def callback(name: str, **init_args) -> str:
+    return f"--trainer.callbacks+={json.dumps({'class_path': f'killer.{name}', 'init_args': init_args})}"
+
+
+@pytest.mark.parametrize("name", ["gru", "transformer"])  # the plateau and the linear schedule
+def test_sigkill_then_resume_continues_where_the_run_stopped(name, tiny_corpus, tmp_path, epoch_batches):
+    """The committed config is killed (SIGKILL) two steps after its 50-step checkpoint; the same command with
+    --ckpt_path last trains on from the saved step, and ends at the uninterrupted run's step and loss."""
+    epochs, kill = math.ceil(55 / epoch_batches) + 1, 52  # more than 52 steps
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    uninterrupted = run_translate(straight, "fit", f"--config={write_config(straight, tiny_corpus, steps, every)}")
+    straight.mkdir(), crashed.mkdir()
+    uninterrupted = run_translate(straight, "fit", *committed(name, tiny_corpus, straight, epochs))
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
-    config = write_config(crashed, tiny_corpus, steps, every)
-    kill = json.dumps({"class_path": "killer.KillAtStep", "init_args": {"step": every + 1}})
-    killed = run_translate(crashed, "fit", f"--config={config}", f"--trainer.callbacks+={kill}")
+    args = committed(name, tiny_corpus, crashed, epochs)
+    killed = run_translate(crashed, "fit", *args, callback("KillAtStep", step=kill))
     assert killed.returncode == -9  # really SIGKILLed
-    saved = torch.load(crashed / "checkpoints/last.ckpt", weights_only=False)
-    assert saved["global_step"] == every
-    assert saved["TranslationDataModule"] == {"epoch": 1, "batches_done": 2}  # mid-epoch
+    saved = torch.load(crashed / f"checkpoints/{name}/last.ckpt", weights_only=True)
+    assert 50 <= saved["global_step"] < kill and not saved["finished"]
+    assert saved["TranslationDataModule"]["batches_done"] > 0  # mid-epoch
 
-    resumed = run_translate(crashed, "fit", f"--config={config}", "--ckpt_path=last")
+    first = crashed / "first_step.txt"
+    resumed = run_translate(crashed, "fit", *args, "--ckpt_path=last", callback("RecordFirstStep", path=str(first)))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert final_val_loss(crashed) == pytest.approx(final_val_loss(straight), abs=1e-4)
+    assert int(first.read_text()) == saved["global_step"]  # it went on from the checkpoint, not from step 0
+    ends = [torch.load(run / f"checkpoints/{name}/last.ckpt", weights_only=True) for run in (straight, crashed)]
+    assert ends[0]["global_step"] == ends[1]["global_step"] > kill and ends[0]["epoch"] == ends[1]["epoch"]
+    assert ends[0]["finished"] and ends[1]["finished"] and ends[0]["run"] != ends[1]["run"] == saved["run"]
+    assert final_val_loss(crashed, name) == pytest.approx(final_val_loss(straight, name), abs=1e-4)
+
+
+def test_resume_refuses_what_would_lie(tiny_corpus, tmp_path, epoch_batches):
+    """--ckpt_path last with nothing to resume, a new run over another's checkpoints, and resuming one
+    run into the folder of another are errors; averaging two runs' checkpoints too."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        folder.mkdir()
+        trained = run_translate(folder, "fit", *committed("gru", tiny_corpus, folder, 1))
+        assert trained.returncode == 0, trained.stderr[-3000:]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = run_translate(empty, "fit", *committed("gru", tiny_corpus, empty, 1), "--ckpt_path=last")
+    assert nothing.returncode != 0 and "empty/checkpoints/gru, so nothing to resume" in nothing.stderr
+    again = run_translate(one, "fit", *committed("gru", tiny_corpus, one, 1))
+    assert again.returncode != 0 and "checkpoints/gru holds checkpoints of an earlier run" in again.stderr
+    other = f"--ckpt_path={two / 'checkpoints/gru/last.ckpt'}"
+    mixed = run_translate(one, "fit", *committed("gru", tiny_corpus, one, 2), other)
+    assert mixed.returncode != 0 and "belongs to another run than" in mixed.stderr
+    lasts = [str(folder / "checkpoints/gru/last.ckpt") for folder in (one, two)]
+    with pytest.raises(ValueError, match="of another training run"):
+        average_checkpoints(lasts)
 
 
 def test_same_seed_same_weights_and_bleu(tiny_corpus, tmp_path):
@@ -119,7 +159,7 @@ def test_two_process_ddp_fit_and_test(tiny_corpus, tmp_path):
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    checkpoint_io = AtomicCheckpointIO()
+    checkpoint_io = SafeCheckpointIO()
     path = tmp_path / "last.ckpt"
     checkpoint_io.save_checkpoint({"global_step": 1}, path)
     before = path.read_bytes()
@@ -140,4 +180,4 @@ def test_the_cli_saves_checkpoints_atomically(tiny_corpus, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     config = write_config(tmp_path, tiny_corpus, max_steps=1)
     parsed = cli(["--config", str(config)], run=False)
-    assert isinstance(parsed.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert isinstance(parsed.trainer.strategy.checkpoint_io, SafeCheckpointIO)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import sacrebleu
+import torch
 from sacrebleu.significance import PairedTest
 
 from conftest import train_tiny
@@ -20,6 +21,7 @@ from translate.report import (
     finding,
     hypotheses_file,
     joined_summary,
+    kept_hypotheses,
     render_markdown,
     strip_volatile,
     update_readme,
@@ -127,7 +129,14 @@ def test_each_model_decodes_with_its_own_length_penalty(checkpoints, test_data, 
 def test_written_files_and_readme_block(built, tmp_path):
     report, figures = built
     path = write_report(report, figures, tmp_path / "reports")
-    assert json.loads(path.read_text()) == json.loads(json.dumps(report))
+    written = json.loads(path.read_text())
+    assert {k: v for k, v in written.items() if k != "files"} == json.loads(json.dumps(report))
+    assert sorted(written["files"]) == sorted(figures)  # each file with its hash
+    kept = kept_hypotheses(written, {}, tmp_path / "reports")
+    assert sorted(kept) == sorted(m["name"] for m in report["models"])
+    first = tmp_path / "reports" / hypotheses_file(report["models"][0]["name"])
+    first.write_text(first.read_text().upper())  # left by a run that failed before writing its JSON
+    assert report["models"][0]["name"] not in kept_hypotheses(written, {}, tmp_path / "reports")
     assert (tmp_path / "reports" / "leaderboard.md").read_text().endswith(render_markdown(report))
     assert all((tmp_path / "reports" / name).stat().st_size > 0 for name in figures)
     readme = tmp_path / "README.md"
@@ -169,7 +178,7 @@ def test_leaderboard_command_trains_once_then_reuses(tiny_corpus, tmp_path, monk
     ]
     with caplog.at_level(logging.INFO):
         leaderboard(args)
-    assert caplog.text.count("training it") == 3
+    assert caplog.text.count("no checkpoint in") == 3
     report = json.loads((tmp_path / "reports/quick/leaderboard.json").read_text())
     assert [m["name"] for m in report["models"]] == list(NAMES) and report["smoke"] is True
     assert (tmp_path / "reports/quick/leaderboard.md").read_text().startswith("# Leaderboard\n\n**Smoke run**")
@@ -178,8 +187,15 @@ def test_leaderboard_command_trains_once_then_reuses(tiny_corpus, tmp_path, monk
     caplog.clear()
     with caplog.at_level(logging.INFO):
         leaderboard(args)
-    assert "training it" not in caplog.text
+    assert "no checkpoint in" not in caplog.text and "resuming" not in caplog.text
     assert {name: best_checkpoint(tmp_path / "checkpoints/quick" / name).stat().st_mtime for name in NAMES} == first
+    cut = tmp_path / "checkpoints/quick/gru/last.ckpt"  # as a run killed before its end leaves it
+    torch.save({**torch.load(cut, weights_only=True), "finished": False}, cut)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        leaderboard(args)
+    assert caplog.text.count("resuming the unfinished run") == 1 and "no checkpoint in" not in caplog.text
+    assert torch.load(cut, weights_only=True)["finished"]
 
 
 def test_leaderboard_rejects_unknown_checkpoint_name(tmp_path):

@@ -11,14 +11,23 @@ from pathlib import Path
 
 import uvicorn
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from translate.checkpoints import LEGACY, average_checkpoints, best_checkpoint
+from translate.checkpoints import (
+    LEGACY,
+    SafeCheckpointIO,
+    average_checkpoints,
+    best_checkpoint,
+    check_resume,
+    finished,
+    read_checkpoint,
+)
 from translate.data import TranslationDataModule, join_runs
 from translate.export import QUANTIZATIONS, is_exported
 from translate.export import export as export_model
-from translate.files import AtomicCheckpointIO, atomic_write_bytes
+from translate.files import atomic_write_bytes
 from translate.models import Seq2SeqModule
 from translate.report import (
     N_BOOTSTRAP,
@@ -62,6 +71,22 @@ class TranslateCLI(LightningCLI):
         # how to decode is no model argument: with --ckpt_path the config's and the command line's apply
         parser.add_class_arguments(Decoding, "decoding")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
+        """Parse, then check a --ckpt_path file before Lightning reads its hyper-parameters into the config:
+        a checkpoint names no class or argument that is not a translate model's (checkpoints.py)."""
+        super().parse_arguments(parser, args)
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            read_checkpoint(ckpt_path)
+
+    def before_fit(self) -> None:
+        """Resume only what exists, and never write a new run into a folder of another run's checkpoints. A smoke
+        run (fast_dev_run) writes no checkpoint, as Lightning documents (its ModelCheckpoint would save last.ckpt)."""
+        if self.trainer.fast_dev_run:
+            self.trainer.callbacks = [cb for cb in self.trainer.callbacks if not isinstance(cb, ModelCheckpoint)]
+        folders = sorted({Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks if cb.dirpath})
+        check_resume(folders, self.config.fit.ckpt_path)
+
     def before_instantiate_classes(self) -> None:
         """With --ckpt_path Lightning passes the checkpoint's hyper-parameters to the model; those of
         checkpoints written before decoding had a section of its own (checkpoints.LEGACY) are dropped."""
@@ -76,10 +101,11 @@ class TranslateCLI(LightningCLI):
         self.model.decoding = (self.config_init[self.subcommand] if self.subcommand else self.config_init).decoding
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        """The configured Trainer, saving checkpoints atomically unless the config chose another CheckpointIO."""
+        """The configured Trainer, saving checkpoints atomically and loading them checked (SafeCheckpointIO)
+        unless the config chose another CheckpointIO."""
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+            trainer.strategy.checkpoint_io = SafeCheckpointIO()
         return trainer
 
 
@@ -154,7 +180,7 @@ def average(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.output.resolve() in {Path(path).resolve() for path in args.checkpoints}:
         raise ValueError(f"--output {args.output} is one of the checkpoints: it would be overwritten")
-    AtomicCheckpointIO().save_checkpoint(average_checkpoints(args.checkpoints), args.output)
+    SafeCheckpointIO().save_checkpoint(average_checkpoints(args.checkpoints), args.output)
 
 
 def export(argv: list[str]) -> None:
@@ -263,19 +289,20 @@ def check_selection(args: argparse.Namespace, stems: list[str]) -> None:
 def leaderboard_entry(
     config: Path, name: str, overrides: list[str], checkpoint: str | None
 ) -> tuple[Entry, TranslateCLI]:
-    """The entry of one config: the given checkpoint, else the best of its run, trained first if there is none."""
+    """The entry of one config: the given checkpoint, else the best of its finished run, trained first if there
+    is none (or resumed, if its run was cut off)."""
     parsed = cli(["--config", str(config), *overrides], run=False)
     callback = parsed.trainer.checkpoint_callback
     if callback is None or callback.dirpath is None:
         raise ValueError(f"config {config} has no ModelCheckpoint callback with a dirpath to keep its checkpoints")
-    directory = Path(callback.dirpath)
+    directory, last = Path(callback.dirpath), Path(callback.dirpath) / "last.ckpt"
+    if checkpoint is None and not finished(last):
+        resume = ["--ckpt_path", "last"] if last.is_file() else []
+        log.info("%s: %s in %s", name, "resuming the unfinished run" if resume else "no checkpoint", directory)
+        cli(["fit", "--config", str(config), *overrides, *resume])
+        if not finished(last):
+            raise RuntimeError(f"training {config} ended without a finished last.ckpt in {directory}")
     checkpoint = checkpoint or best_checkpoint(directory)
-    if checkpoint is None:
-        log.info("%s: no checkpoint in %s, training it", name, directory)
-        cli(["fit", "--config", str(config), *overrides])
-        checkpoint = best_checkpoint(directory)
-        if checkpoint is None:
-            raise RuntimeError(f"training {config} wrote no last.ckpt to {directory}")
     return Entry(name, Path(checkpoint), parsed.model.decoding.alpha), parsed
 
 

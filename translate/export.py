@@ -10,9 +10,12 @@ length penalty (score / length ** alpha), not GNMT's: choose it on validation.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,7 +26,7 @@ import torch
 from ctranslate2.specs import common_spec, transformer_spec
 from torch import Tensor, nn
 
-from translate.checkpoints import load_model
+from translate.checkpoints import checked_decoding, checked_languages, load_model
 from translate.models.transformer import Attention, DecoderLayer, EncoderLayer, TransformerSeq2Seq
 from translate.search import Decoding, Hypothesis, max_output_lengths
 from translate.tokenizer import EOS_ID, SharedTokenizer
@@ -33,9 +36,84 @@ METADATA = "translate.json"
 TOKENIZER = "sentencepiece.model"
 
 
+# what translate.json holds, and the types of its values
+METADATA_FIELDS = {
+    "checkpoint": (str,),
+    "architecture": (str,),
+    "quantization": (str,),
+    "parameters": (int,),
+    "max_positions": (int,),
+    "languages": (list, type(None)),
+    "decoding": (dict,),
+    "test_bleu": (int, float, type(None)),
+}
+# what a directory written by export() holds (CTranslate2 writes one vocabulary file or two)
+EXPORT_FILES = {METADATA, TOKENIZER, "model.bin", "config.json", "shared_vocabulary.json"}
+EXPORT_FILES |= {"source_vocabulary.json", "target_vocabulary.json"}
+
+
 def is_exported(path: str | Path) -> bool:
     """Whether `path` is a directory written by :func:`export`."""
     return (Path(path) / METADATA).is_file()
+
+
+def read_metadata(directory: Path) -> dict:
+    """The checked translate.json of an exported model: its fields and types as :func:`export` writes them,
+    a Transformer, a known quantization, valid languages and decoding settings; refused naming the field."""
+    path = directory / METADATA
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{path} is not JSON ({e})") from e
+    if not isinstance(metadata, dict) or set(metadata) != set(METADATA_FIELDS):
+        found = sorted(metadata) if isinstance(metadata, dict) else type(metadata).__name__
+        raise ValueError(f"{path} has {found}, not the fields {sorted(METADATA_FIELDS)}: refused")
+    for key, types in METADATA_FIELDS.items():
+        if not isinstance(metadata[key], types) or isinstance(metadata[key], bool):
+            raise ValueError(f"{path}: {key} is {metadata[key]!r}, not of type {'/'.join(t.__name__ for t in types)}")
+    if metadata["architecture"] != TransformerSeq2Seq.__name__ or metadata["quantization"] not in QUANTIZATIONS:
+        raise ValueError(f"{path}: {metadata['architecture']} in {metadata['quantization']} was never exported")
+    try:
+        checked_languages(metadata["languages"])
+        checked_decoding(metadata["decoding"])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    return metadata
+
+
+def check_replaceable(output: Path) -> None:
+    """Refuse to replace `output` unless it is a model written by :func:`export` and nothing else: never the
+    working directory or a folder above it, a checkpoint folder or any folder holding other files."""
+    resolved, here = output.resolve(), Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        raise ValueError(f"--output {output} is the working directory or above it: it is never replaced")
+    if not output.is_dir() or output.is_symlink() or not is_exported(output):
+        raise FileExistsError(
+            f"{output} exists and is not a model of `translate export` (no {METADATA}): --force replaces only "
+            "an export; choose another --output"
+        )
+    foreign = sorted(p.name for p in output.iterdir() if p.name not in EXPORT_FILES or not p.is_file())
+    if foreign:
+        raise FileExistsError(
+            f"{output} holds {foreign[:3]}, which `translate export` never writes: it is not replaced; "
+            "choose another --output"
+        )
+
+
+def swap(staging: Path, output: Path) -> None:
+    """Put `staging` at `output`, and the old `output` at `staging`, in one step: on Linux by
+    renameat2(RENAME_EXCHANGE), so that `output` always exists; elsewhere by two renames."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        at_fdcwd, rename_exchange = -100, 2
+        if libc.renameat2(at_fdcwd, os.fsencode(staging), at_fdcwd, os.fsencode(output), rename_exchange) == 0:
+            return
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error), str(output))
+    parked = staging.with_name(staging.name + ".old")
+    output.rename(parked)
+    staging.rename(output)
+    parked.rename(staging)
 
 
 def weights(tensor: Tensor) -> np.ndarray:
@@ -115,12 +193,15 @@ def export(
 ) -> Path:
     """Write the Transformer of `checkpoint` to the directory `output` as a CTranslate2 model with
     `quantization` weights, `alpha` (CTranslate2's length penalty) as its default and `test_bleu`
-    recorded. An existing `output` is replaced only with `force`; it appears whole or not at all."""
+    recorded. An existing `output` is replaced only with `force`, and only if it is an export itself
+    (:func:`check_replaceable`); the new model appears whole or not at all."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
     output = Path(output)
     if output.exists() and not force:
-        raise FileExistsError(f"{output} exists: choose another --output, or pass --force to replace it")
+        raise FileExistsError(f"{output} exists: choose another --output, or pass --force to replace an export")
+    if output.exists():
+        check_replaceable(output)
     model = load_model(checkpoint)
     if not isinstance(model, TransformerSeq2Seq):
         raise ValueError(
@@ -148,8 +229,10 @@ def export(
         model.tokenizer.save(staging / TOKENIZER)
         (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
+            check_replaceable(output)  # again: it may have changed while the model was written
+            swap(staging, output)  # the old export is now at `staging`, removed below
+        else:
+            staging.rename(output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output
@@ -164,10 +247,10 @@ class ExportedTransformer:
         directory = Path(directory)
         if not is_exported(directory):
             raise FileNotFoundError(f"{directory} is not a model written by `translate export` (no {METADATA})")
-        self.metadata = json.loads((directory / METADATA).read_text(encoding="utf-8"))
+        self.metadata = read_metadata(directory)
         self.tokenizer = SharedTokenizer.load(directory / TOKENIZER)
-        self.languages = tuple(self.metadata["languages"]) if self.metadata["languages"] else None
-        self.decoding = Decoding(**self.metadata["decoding"])
+        self.languages = checked_languages(self.metadata["languages"])
+        self.decoding = checked_decoding(self.metadata["decoding"])
         self.max_length = self.metadata["max_positions"]
         self.architecture = f"{self.metadata['architecture']} (CTranslate2 {self.metadata['quantization']})"
         self.num_parameters = self.metadata["parameters"]

@@ -3,16 +3,10 @@ to a temporary file in the same folder, are synced, then renamed over the old fi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
-from lightning.fabric.utilities.types import _PATH
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -45,13 +39,3 @@ def write_lines(path: Path, lines: list[str]) -> None:
 def write_json(path: Path, value: object) -> None:
     """`value` as indented JSON (non-ASCII kept), written atomically."""
     atomic_write_bytes(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written with :func:`atomic_write_bytes`: a crash while saving leaves the
-    previous `last.ckpt` whole."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write_bytes(Path(path), buffer.getbuffer())

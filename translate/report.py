@@ -8,6 +8,7 @@ run that decodes some models alone test them against the others).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import itertools
 import logging
@@ -193,12 +194,13 @@ def pair_tests(models: list[dict], hypotheses: dict[str, list[str]], references:
 
 
 def kept_hypotheses(report: dict, files: dict[str, bytes], directory: Path) -> dict[str, list[str]]:
-    """Each model's test translations, from this run's `files`, else from those kept in `directory`; a model
-    whose translations are missing or not one line per sentence is left out."""
+    """Each model's test translations, from this run's `files`, else from those kept in `directory` with the
+    report; a model whose translations are missing, not the report's own (:func:`verified`) or not one line
+    per sentence is left out."""
     found = {}
     for model in report["models"]:
         name = hypotheses_file(model["name"])
-        data = files.get(name) or ((directory / name).read_bytes() if (directory / name).is_file() else b"")
+        data = files.get(name) or verified(report, directory, name) or b""
         lines = data.decode("utf-8").split("\n")[:-1]
         if data and len(lines) == model["sentences"]:
             found[model["name"]] = lines
@@ -310,6 +312,7 @@ def merge_reports(old: dict, new: dict, order: Sequence[str]) -> dict:
     runs = [run | {"models": [n for n in run["models"] if n not in replaced]} for run in runs_of(old)]
     merged = {
         **new,
+        "files": old.get("files", {}),
         "models": sorted(kept + new["models"], key=lambda m: rank.get(m["name"], len(rank))),
         "heatmaps": [h for h in old["heatmaps"] if h["model"] not in replaced] + new["heatmaps"],
         "runs": [run for run in runs if run["models"]] + runs_of(new),
@@ -531,14 +534,27 @@ def check_writable(directory: Path) -> None:
 
 def write_report(report: dict, figures: dict[str, bytes], directory: Path) -> Path:
     """Write figures, leaderboard.md and leaderboard.json (last), each through a temporary file and
-    a rename: a failure leaves the earlier report's files whole."""
+    a rename: a failure leaves each file whole. The JSON records the SHA-256 of every file written with
+    it (`files`), so that a file left by a run that failed before its JSON is told apart (:func:`verified`)."""
     check_writable(directory)
     for name, data in figures.items():
         atomic_write_bytes(directory / name, data)
+    report = {**report, "files": report.get("files", {}) | {name: digest(data) for name, data in figures.items()}}
     atomic_write_bytes(directory / "leaderboard.md", ("# Leaderboard\n\n" + render_markdown(report)).encode())
     path = directory / "leaderboard.json"
     write_json(path, report)
     return path
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verified(report: dict, directory: Path, name: str) -> bytes | None:
+    """The file `name` of the report in `directory`, if it is the one the report was written with."""
+    path = directory / name
+    data = path.read_bytes() if path.is_file() else None
+    return data if data is not None and report.get("files", {}).get(name) == digest(data) else None
 
 
 def update_readme(readme: Path, report: dict, images: str = "reports/", block: str = "leaderboard") -> None:

@@ -25,7 +25,15 @@ import torch
 from torch import Tensor
 
 from translate.batching import Batch
-from translate.checkpoints import check_languages, extras, model_from, read_checkpoint, restore
+from translate.checkpoints import (
+    check_languages,
+    extras,
+    model_from,
+    new_run,
+    read_checkpoint,
+    restore,
+    set_random_state,
+)
 from translate.evaluation import CorpusScore, corpus_score
 from translate.files import write_json, write_lines
 from translate.models.loss import output_cross_entropy
@@ -72,7 +80,9 @@ class Seq2SeqModule(L.LightningModule):
         self.languages: tuple[str, str] | None = None  # (source, target) of the training data
         self.decoding = Decoding()
         self._hypotheses: dict[int, list[int]] = {}
-        self._resumed_rng_state: Tensor | None = None
+        self.run: str | None = None  # the training run's id, shared by all its checkpoints
+        self.finished = False  # whether that run got to its end (epochs, steps or time)
+        self._resumed_rng_state: dict[str, Any] | None = None
 
     # -- what a subclass provides ------------------------------------------------------------------
 
@@ -268,9 +278,20 @@ class Seq2SeqModule(L.LightningModule):
             )
 
     def on_train_start(self) -> None:
+        self.run, self.finished = self.run or new_run(), False
         if self._resumed_rng_state is not None:
-            torch.set_rng_state(self._resumed_rng_state)
+            set_random_state(self._resumed_rng_state)
             self._resumed_rng_state = None
+
+    def on_fit_end(self) -> None:
+        """The run reached its end (epochs, steps or time; not a crash, and also when a resumed run had
+        nothing left to train): its last checkpoints say so."""
+        self.finished = True
+        if self.trainer.fast_dev_run:  # a smoke run writes no checkpoint
+            return
+        callbacks = [cb for cb in self.trainer.checkpoint_callbacks if cb.save_last and cb.dirpath]
+        for path in sorted({cb.last_model_path or str(Path(cb.dirpath) / "last.ckpt") for cb in callbacks}):
+            self.trainer.save_checkpoint(path, weights_only=False)
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
@@ -349,4 +370,5 @@ class Seq2SeqModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_rng_state = checkpoint.get("rng_state")  # restored when training resumes, not for inference
+        self.run, self.finished = checkpoint.get("run"), checkpoint.get("finished", False)
         restore(self, checkpoint)  # tokenizer and languages; the decoding settings stay the config's
