@@ -14,6 +14,7 @@ import asyncio
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 
 import httpx
@@ -28,19 +29,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkpoint: str, max_batch: int, port: int) -> subprocess.Popen:
-    """`translate serve` in a process of its own, once /health answers."""
-    command = ["translate", "serve", "--checkpoint", checkpoint, "--port", str(port), "--max-batch", str(max_batch)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"translate serve exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
+def start_server(checkpoint: str, port: int, *options: str) -> subprocess.Popen:
+    """`translate serve` (with `options`) in a process of its own, once /health answers."""
+    command = ["translate", "serve", "--checkpoint", checkpoint, "--port", str(port), *options]
+    with tempfile.TemporaryFile() as log:  # not a pipe: a full one would stall the server
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if server.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"translate serve exited: {log.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    return server
+            except httpx.TransportError:
+                time.sleep(0.2)
     server.kill()
     raise RuntimeError("translate serve did not answer /health within 120 s")
 
@@ -105,7 +108,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         for max_batch in args.max_batch:
             port = free_port()
-            server = start_server(args.checkpoint, max_batch, port)
+            server = start_server(args.checkpoint, port, "--max-batch", str(max_batch))
             try:
                 result = asyncio.run(load(port, name, sentences, expected, args.clients, args.requests))
             finally:

@@ -358,7 +358,9 @@ def previous_report(path: Path) -> dict:
 
 def serve(argv: list[str]) -> None:
     """Serve checkpoints over HTTP: POST /translate, GET /models, /health and a page at / that shows
-    the models side by side."""
+    the models side by side. Limits and what is guaranteed: translate/serve.py."""
+    from translate.serve import Limits, Server  # here: the rest of this module needs neither
+
     parser = argparse.ArgumentParser(prog="translate serve", description=serve.__doc__)
     parser.add_argument(
         "--checkpoint", action="append", default=[], metavar="NAME=PATH", help="default: the report's models"
@@ -368,9 +370,25 @@ def serve(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-batch", type=int, default=16, help="requests a model translates together, at most")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--queue", type=int, default=Limits.queue, help="requests waiting per model (more: 503)")
+    parser.add_argument("--deadline", type=float, default=Limits.deadline_seconds, help="seconds to answer (504)")
+    parser.add_argument(
+        "--max-connections", type=int, default=256, help="open connections, at most (more: uvicorn answers 503)"
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=Limits.shutdown_seconds,
+        help="seconds queued work gets to finish on shutdown (the rest: 503)",
+    )
     args = parser.parse_args(argv)
-    if args.max_batch < 1:
-        raise ValueError(f"--max-batch must be at least 1, got {args.max_batch}")
+    for option in ("max_batch", "queue", "max_connections"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    if not args.deadline > 0 or not args.shutdown_timeout >= 0:
+        raise ValueError(
+            f"--deadline must be over 0 and --shutdown-timeout at least 0, got {args.deadline}, {args.shutdown_timeout}"
+        )
     report = previous_report(args.report) if args.report.is_file() else {}
     checkpoints = named_checkpoints(args.checkpoint) or {m["name"]: m["checkpoint"] for m in report.get("models", [])}
     if not checkpoints:
@@ -379,8 +397,16 @@ def serve(argv: list[str]) -> None:
     if missing:
         raise FileNotFoundError(f"checkpoints not found: {missing} (train them, or pass --checkpoint NAME=PATH)")
     models = {name: (Path(path), Translator.from_checkpoint(path, args.device)) for name, path in checkpoints.items()}
-    app = create_app(models, report, args.report.parent, args.max_batch)
-    uvicorn.run(app, host=args.host, port=args.port)
+    limits = Limits(queue=args.queue, deadline_seconds=args.deadline, shutdown_seconds=args.shutdown_timeout)
+    app = create_app(models, report, args.report.parent, args.max_batch, limits)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        limit_concurrency=args.max_connections,
+        timeout_graceful_shutdown=args.shutdown_timeout + 1,  # the second more writes the drain's 503s
+    )
+    Server(config).run()
 
 
 def usage() -> str:

@@ -4,36 +4,60 @@ them side by side.
     POST /translate  {"text": str | [str], "model": NAME | "all", "beam_size"?, "alpha"?, "attention"?}
     GET  /models     name, architecture, parameters, test BLEU (from the leaderboard report) of each model
     GET  /figures    the leaderboard figures the page links to
-    GET  /health
+    GET  /health     200 {"status": "ok", ...} while every model's worker runs; 503 "degraded" naming
+                     the dead ones (a worker does not come back: restart the server)
+    GET  /ready      200 while every worker runs and the server is not shutting down; 503 otherwise
 
 Each model has one queue and one thread: requests that arrive while it translates a batch wait, and
 go together (up to `max_batch` of them) into its next batch, so concurrent clients share batches and
-no two batches run through one model at once. A bad request gets a 4xx whose message names the
-problem, before it reaches a model; a client that goes away is dropped from the queue.
+no two batches run through one model at once. With `attention`, each text's answer has one entry
+per sentence: its attention (source and target subwords, weights (target, source)) or, for the
+GRU, its context vector. A client that goes away is dropped from the queue.
+
+What is guaranteed (the limits are :class:`Limits`, defaults in brackets): every /translate request
+gets an answer, and every error it gets is JSON {"error": message naming the limit or the problem}:
+- 400 for a malformed request; 413 for a body over `body_bytes` (1 MB), over `texts` (64) texts,
+  `characters` (5,000) a text or `total_characters` (20,000) in all, over `sentences` (256)
+  sentences, a sentence over a model's source limit, or (with attention) over `attention_cells`
+  (200,000) cells of attention from all asked models, counted before decoding as each sentence's
+  source tokens x the longest output it may get (the GRU's context vectors, one a sentence, are not);
+- 408 when the body takes over `body_seconds` (10 s) to arrive;
+- 503 with Retry-After: 1 when an asked model's queue already holds `queue` (64) requests (then no
+  model takes the request), its worker has died, or the server is shutting down;
+- 504 when it is not answered within `deadline_seconds` (30 s): its jobs leave the queues,
+  untranslated unless their batch had started;
+- 500 when a model fails on it (the others in its batch are translated again alone).
+The body is parsed and checked (sentences split, tokenized) in a thread, the answers built in the
+model's thread and rendered to JSON in a thread, so the event loop (and /health) stays quick under
+load. Past `translate serve --max-connections` (256) connections, uvicorn answers 503 (plain text)
+itself. On shutdown (SIGTERM, Ctrl+C) the server stops accepting connections, lets queued work
+finish for up to `shutdown_seconds` (`--shutdown-timeout`, 10 s), then answers what is left 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-import json
-import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from torch import Tensor
 
 from translate.export import ExportedTransformer
 from translate.models.base import Seq2SeqModule
-from translate.sentences import split_lines
-from translate.tokenizer import check_unicode
+from translate.serve_limits import Limits, Query, RequestError, check_query, has_context, parse_query, read_body
 from translate.translator import Translation, Translator
+
+__all__ = ["Limits", "Server", "create_app"]
 
 PAGE = Path(__file__).parent / "page"
 FIGURES = {  # the leaderboard figures the page links to, if the reports folder has them
@@ -41,106 +65,6 @@ FIGURES = {  # the leaderboard figures the page links to, if the reports folder 
     "Long inputs: BLEU by source length": "long/bleu_by_length.png",
     "Long inputs: what each model remembers": "long/remembers.png",
 }
-FIELDS = ("text", "model", "beam_size", "alpha", "attention")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for (larger requests get 413)."""
-
-    body_bytes: int = 1_000_000
-    texts: int = 64
-    characters: int = 5_000  # per text
-    total_characters: int = 20_000
-    beam_size: int = 16
-
-
-class BadRequest(ValueError):
-    """A request that cannot be served, answered with `status` and this message."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Query:
-    """A checked /translate request."""
-
-    texts: list[str]
-    single: bool  # "text" was one string: answer with one
-    models: list[str]
-    beam_size: int | None = None
-    alpha: float | None = None
-    attention: bool = False
-
-    @property
-    def settings(self) -> tuple:
-        return self.beam_size, self.alpha, self.attention
-
-
-def parse_texts(value: object, limits: Limits) -> tuple[list[str], bool]:
-    """The texts of a request's "text" (a string or a list of strings), and whether it was one string."""
-    single = isinstance(value, str)
-    if not single and not isinstance(value, list):
-        raise BadRequest(f"'text' must be a string or a list of strings, got {type(value).__name__}")
-    texts = [value] if single else value
-    if len(texts) > limits.texts:
-        raise BadRequest(f"too many texts: {len(texts)} (at most {limits.texts} a request)", 413)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise BadRequest(f"text[{i}] is {type(text).__name__}, expected a string")
-        try:
-            check_unicode(text, i)
-        except ValueError as e:
-            raise BadRequest(str(e)) from e
-        if len(text) > limits.characters:
-            raise BadRequest(f"text[{i}] has {len(text)} characters (at most {limits.characters} a text)", 413)
-    total = sum(map(len, texts))
-    if total > limits.total_characters:
-        raise BadRequest(f"the texts have {total} characters in all (at most {limits.total_characters})", 413)
-    return texts, single
-
-
-def parse_query(body: bytes, names: list[str], limits: Limits) -> Query:
-    """The request body, checked: JSON, known fields, types and limits."""
-    try:
-        request = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadRequest(f"the body is not valid JSON: {e}") from e
-    if not isinstance(request, dict):
-        raise BadRequest(f"the body must be a JSON object, got {type(request).__name__}")
-    unknown = sorted(set(request) - set(FIELDS))
-    if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
-    if "text" not in request:
-        raise BadRequest("missing field 'text' (a string or a list of strings)")
-    texts, single = parse_texts(request["text"], limits)
-    model = request.get("model", "all")
-    if model != "all" and (not isinstance(model, str) or model not in names):
-        raise BadRequest(f"unknown model {model!r} (loaded: {', '.join(names)}; or 'all')")
-    beam_size, alpha, attention = request.get("beam_size"), request.get("alpha"), request.get("attention", False)
-    if beam_size is not None and (isinstance(beam_size, bool) or not isinstance(beam_size, int)):
-        raise BadRequest(f"beam_size must be an integer, got {beam_size!r}")
-    if beam_size is not None and not 1 <= beam_size <= limits.beam_size:
-        raise BadRequest(f"beam_size must be from 1 to {limits.beam_size}, got {beam_size}")
-    if alpha is not None and (
-        isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)
-    ):
-        raise BadRequest(f"alpha must be a finite number, got {alpha!r}")
-    if not isinstance(attention, bool):
-        raise BadRequest(f"attention must be true or false, got {attention!r}")
-    return Query(texts, single, names if model == "all" else [model], beam_size, alpha, attention)
-
-
-def check_lengths(name: str, translator: Translator, texts: list[str]) -> None:
-    """Refuse (413) a sentence longer than the model's source limit, which it would truncate."""
-    limit = translator.model.source_limit(translator.model.decoding)
-    for i, text in enumerate(texts):
-        sentences = [s for line in split_lines(text, translator.source_language) for s in line]
-        for length in map(len, translator.tokenizer.encode(sentences)):
-            if length > limit:
-                raise BadRequest(f"text[{i}] has a sentence of {length} tokens, over {name}'s limit of {limit}", 413)
 
 
 @dataclass
@@ -152,83 +76,192 @@ class Job:
 class Worker:
     """One model's queue, and the one thread that translates its batches in turn."""
 
-    def __init__(self, translator: Translator, max_batch: int) -> None:
-        self.translator, self.max_batch = translator, max_batch
-        self.queue: asyncio.Queue[Job] = asyncio.Queue()
-        self.thread = ThreadPoolExecutor(1)
+    def __init__(self, name: str, translator: Translator, max_batch: int) -> None:
+        self.name, self.translator, self.max_batch = name, translator, max_batch
+        self.queue: deque[Job] = deque()  # waiting
+        self.batch: list[Job] = []  # taken from the queue, being translated
+        self.wakeup = asyncio.Event()
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"translate-{name}")
+        self.task: asyncio.Task | None = None
         self.translating = 0  # requests in the batch being translated
         self.translated = 0  # texts, since the start
 
-    async def submit(self, query: Query) -> tuple[list[Translation], float, int]:
-        """The query's translations, the seconds its batch took and the requests in that batch."""
-        job = Job(query, asyncio.get_running_loop().create_future())
-        await self.queue.put(job)
-        return await job.future  # cancelled with the request: then the job is skipped
+    @property
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"worker {self.name}")
+        self.task.add_done_callback(self.stopped)
+
+    def stopped(self, task: asyncio.Task) -> None:
+        """(When run() ends, which it does only if it fails or is cancelled.) Answer its jobs 503."""
+        cause = "cancelled" if task.cancelled() else repr(task.exception())
+        self.fail(RequestError(f"model {self.name} is not available: its worker stopped ({cause})", 503))
+
+    def fail(self, error: RequestError) -> None:
+        for job in [*self.batch, *self.queue]:
+            if not job.future.done():
+                job.future.set_exception(error)
+        self.queue.clear()
+
+    def stop(self, error: RequestError) -> None:
+        """Answer every job `error`, end run() and the thread (after the batch it may be translating)."""
+        self.fail(error)
+        if self.task is not None:
+            self.task.cancel()
+        self.thread.shutdown(wait=False, cancel_futures=True)
+
+    def put(self, job: Job) -> None:
+        self.queue.append(job)
+        self.wakeup.set()
+
+    def withdraw(self, job: Job) -> None:
+        """The job is no longer wanted: it leaves the queue (and is skipped if its batch has not started)."""
+        job.future.cancel()
+        with contextlib.suppress(ValueError):
+            self.queue.remove(job)
 
     async def run(self) -> None:
         while True:
-            jobs = [await self.queue.get()]
-            while len(jobs) < self.max_batch and not self.queue.empty():
-                jobs.append(self.queue.get_nowait())
-            jobs = [job for job in jobs if not job.future.done()]
-            for settings in dict.fromkeys(job.query.settings for job in jobs):
-                await self.translate([job for job in jobs if job.query.settings == settings])
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.queue:
+                self.batch = [self.queue.popleft() for _ in range(min(self.max_batch, len(self.queue)))]
+                for settings in dict.fromkeys(job.query.settings for job in self.batch):
+                    jobs = [job for job in self.batch if job.query.settings == settings and not job.future.done()]
+                    if jobs:
+                        await self.translate(jobs)
+                self.batch = []
 
     async def translate(self, jobs: list[Job]) -> None:
         """Translate the jobs (of one setting) as one batch; if that fails, each alone, so that one
-        failing request fails no other."""
-        start, self.translating = time.perf_counter(), len(jobs)
+        failing request fails no other. If the thread is gone, run() fails with it."""
+        running = asyncio.get_running_loop().run_in_executor(self.thread, self.run_batch, jobs)
+        self.translating = len(jobs)
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self.thread, self.run_batch, jobs)
+            answers = await running
         except Exception as e:
-            self.translating = 0
             if len(jobs) > 1:
                 for job in jobs:
-                    await self.translate([job])
+                    if not job.future.done():
+                        await self.translate([job])
             elif not jobs[0].future.done():
-                jobs[0].future.set_exception(e)
+                jobs[0].future.set_exception(RequestError(f"{self.name} failed: {type(e).__name__}: {e}", 500))
             return
-        seconds, self.translating = time.perf_counter() - start, 0
+        finally:
+            self.translating = 0
         self.translated += sum(len(job.query.texts) for job in jobs)
-        for job, output in zip(jobs, outputs, strict=True):
+        for job, answer in zip(jobs, answers, strict=True):
             if not job.future.done():
-                job.future.set_result((output, seconds, len(jobs)))
+                job.future.set_result(answer)
 
-    def run_batch(self, jobs: list[Job]) -> list[list[Translation]]:
-        """(In the worker thread.) Each job's translations, all decoded in one call."""
+    def run_batch(self, jobs: list[Job]) -> list[dict]:
+        """(In the worker thread.) Each job's answer from this model, all decoded in one call."""
+        start = time.perf_counter()
         beam_size, alpha, attention = jobs[0].query.settings
         texts = [text for job in jobs for text in job.query.texts]
         translations = self.translator.translate(
-            texts, beam_size=beam_size, alpha=alpha, return_details=True, attention=attention
+            texts, beam_size=beam_size, alpha=alpha, return_details=True, attention=attention, block_attention=False
         )
+        seconds = time.perf_counter() - start
         ends = list(itertools.accumulate((len(job.query.texts) for job in jobs), initial=0))
-        return [translations[a:b] for a, b in itertools.pairwise(ends)]
+        return [
+            model_result(job.query, translations[a:b], seconds, len(jobs))
+            for job, (a, b) in zip(jobs, itertools.pairwise(ends), strict=True)
+        ]
 
 
-def matrix(tensor: object) -> list[list[float]] | None:
-    return None if tensor is None else [[round(x, 4) for x in row] for row in tensor.tolist()]
+def rounded(tensor: Tensor) -> list:
+    return tensor.double().round(decimals=4).tolist()
+
+
+def sentence_details(translation: Translation, kind: str) -> list[dict] | None:
+    """Each sentence's attention (source and target subwords, weights (target, source)) or context vector
+    (`kind`); None where the model has none."""
+    parts = [t for t in translation.sentences or [translation] if getattr(t, kind) is not None]
+    if not parts:
+        return None
+    key, value = ("weights", rounded) if kind == "attention" else ("vector", lambda c: rounded(c[0]))
+    return [{"source": t.source_pieces, "target": t.target_pieces, key: value(getattr(t, kind))} for t in parts]
 
 
 def model_result(query: Query, translations: list[Translation], seconds: float, batch: int) -> dict:
     """One model's answer: translations and scores shaped as the request's text; with `attention`, each
-    text's attention (source and target subwords, weights (target, source)) or context vectors."""
+    text's attention or context vectors, sentence by sentence."""
     result = {"translations": [t.text for t in translations], "scores": [round(t.score, 4) for t in translations]}
     if query.attention:
-        result["attention"] = [
-            None
-            if t.attention is None
-            else {"source": t.source_pieces, "target": t.target_pieces, "weights": matrix(t.attention)}
-            for t in translations
-        ]
-        result["context"] = [
-            None
-            if t.context is None
-            else {"source": t.source_pieces, "target": t.target_pieces, "vectors": matrix(t.context)}
-            for t in translations
-        ]
+        result["attention"] = [sentence_details(t, "attention") for t in translations]
+        result["context"] = [sentence_details(t, "context") for t in translations]
     if query.single:
         result = {key: value[0] for key, value in result.items()}
     return {**result, "milliseconds": round(1000 * seconds, 1), "batch_requests": batch}
+
+
+class Pool:
+    """The models' workers: they take a query's jobs or refuse the whole query, and drain on shutdown."""
+
+    def __init__(self, workers: dict[str, Worker], limits: Limits) -> None:
+        self.workers, self.limits = workers, limits
+        self.translators = {name: worker.translator for name, worker in workers.items()}
+        self.closing: asyncio.Task | None = None
+
+    @property
+    def dead(self) -> list[str]:
+        return [name for name, worker in self.workers.items() if not worker.alive]
+
+    def admit(self, query: Query) -> None:
+        """Refuse (503) the query if any model it asks cannot take it now."""
+        if self.closing is not None:
+            raise RequestError("the server is shutting down", 503)
+        for name in query.models:
+            if not self.workers[name].alive:
+                raise RequestError(f"model {name} is not available: its worker stopped", 503)
+            if len(self.workers[name].queue) >= self.limits.queue:
+                raise RequestError(f"{name}'s queue is full ({self.limits.queue} requests waiting, the limit)", 503)
+
+    def submit(self, query: Query) -> list[Job]:
+        """One job a model, queued; or, if any asked model cannot take it, none (503)."""
+        self.admit(query)
+        loop = asyncio.get_running_loop()
+        jobs = [Job(query, loop.create_future()) for _ in query.models]
+        for name, job in zip(query.models, jobs, strict=True):
+            self.workers[name].put(job)
+        return jobs
+
+    def withdraw(self, query: Query, jobs: list[Job]) -> None:
+        for name, job in zip(query.models, jobs, strict=True):
+            self.workers[name].withdraw(job)
+
+    def drain(self) -> asyncio.Task:
+        """Start (once) shutting down: refuse new requests, wait up to `limits.shutdown_seconds` for the
+        queued ones, then answer what is left 503 and stop the workers. The task doing it."""
+        if self.closing is None:
+            self.closing = asyncio.create_task(self._drain())
+        return self.closing
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.shutdown_seconds
+        busy = [worker for worker in self.workers.values() if worker.alive]
+        while loop.time() < deadline and any(worker.queue or worker.batch for worker in busy):
+            await asyncio.sleep(0.02)
+        error = f"the server is shutting down (queued work got {self.limits.shutdown_seconds:g} s to finish)"
+        for worker in self.workers.values():
+            worker.stop(RequestError(error, 503))
+        await asyncio.gather(*(w.task for w in self.workers.values() if w.task is not None), return_exceptions=True)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which on shutdown starts the app's drain at once, so that requests it cannot
+    finish get their 503 while uvicorn waits (`timeout_graceful_shutdown`) for connections to close."""
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        drain = self.config.app.state.pool.drain()
+        try:
+            await super().shutdown(sockets)
+        finally:
+            drain.cancel()  # done by now, unless the exit was forced
 
 
 def describe(name: str, checkpoint: Path, model: Seq2SeqModule | ExportedTransformer, report: dict) -> dict:
@@ -240,13 +273,12 @@ def describe(name: str, checkpoint: Path, model: Seq2SeqModule | ExportedTransfo
     bleu = None if entry is None else round(entry["bleu"], 2)
     if bleu is None and exported:
         bleu = model.metadata["test_bleu"]
-    has_context = not exported and type(model).context_vector is not Seq2SeqModule.context_vector
     return {
         "name": name,
         "architecture": model.architecture if exported else type(model).__name__,
         "parameters": model.num_parameters if exported else sum(p.numel() for p in model.parameters()),
         "checkpoint": str(checkpoint),
-        "shows": "context vector" if has_context else "attention",
+        "shows": "context vector" if has_context(model) else "attention",
         "languages": list(model.languages or []),
         "decoding": {"beam_size": model.decoding.beam_size, "alpha": model.decoding.alpha},
         "test_bleu": bleu,
@@ -254,27 +286,35 @@ def describe(name: str, checkpoint: Path, model: Seq2SeqModule | ExportedTransfo
     }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BadRequest(f"the body has {declared} bytes (at most {limit})", 413)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BadRequest(f"the body has over {limit} bytes (at most {limit})", 413)
-    return body
-
-
-async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
-    return JSONResponse({"error": str(error)}, status_code=error.status)
+async def refused(request: Request, error: RequestError) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=error.status, headers=error.headers)
 
 
 async def disconnected(request: Request) -> None:
     """Returns when the client has gone away (the body is read by then)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def answer(request: Request, pool: Pool) -> Response:
+    """Every asked model's answer to the request; if the client goes away first, or the deadline passes
+    (this is cancelled), its jobs leave the queues."""
+    body = await read_body(request, pool.limits)
+    query = await asyncio.to_thread(parse_query, body, list(pool.workers), pool.limits)
+    pool.admit(query)  # before the costlier checks: an overloaded server refuses at once
+    await asyncio.to_thread(check_query, query, pool.translators, pool.limits)
+    jobs = pool.submit(query)
+    answers = asyncio.gather(*(job.future for job in jobs))
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        done, _ = await asyncio.wait({answers, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if answers not in done:
+            return Response(status_code=499)  # nobody is left to read it
+        results = dict(zip(query.models, answers.result(), strict=True))
+    finally:
+        gone.cancel()
+        pool.withdraw(query, jobs)
+    return await asyncio.to_thread(JSONResponse, {"results": results})  # rendered off the event loop
 
 
 def create_app(
@@ -285,9 +325,10 @@ def create_app(
     limits: Limits | None = None,
 ) -> FastAPI:
     """The app serving `models` (name: checkpoint and its Translator); `report` (the leaderboard JSON)
-    gives their test BLEU, `reports` (its folder) the figures; `max_batch` requests a batch at most."""
+    gives their test BLEU, `reports` (its folder) the figures; `max_batch` requests a batch at most.
+    Its workers are `app.state.pool`."""
     limits = limits or Limits()
-    workers = {name: Worker(translator, max_batch) for name, (_, translator) in models.items()}
+    pool = Pool({name: Worker(name, translator, max_batch) for name, (_, translator) in models.items()}, limits)
     described = [describe(name, path, translator.model, report or {}) for name, (path, translator) in models.items()]
     figures = [
         {"title": title, "url": f"/reports/{file}"}
@@ -295,38 +336,34 @@ def create_app(
         if reports is not None and (reports / file).is_file()
     ]
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(worker.run()) for worker in workers.values()]
+        for worker in pool.workers.values():
+            worker.start()
         yield
-        for task in tasks:
-            task.cancel()
-        for worker in workers.values():
-            worker.thread.shutdown(wait=False, cancel_futures=True)
+        await pool.drain()
 
     app = FastAPI(title="translate", lifespan=lifespan, docs_url=None, redoc_url=None)  # their pages load a CDN
+    app.state.pool = pool
     app.mount("/page", StaticFiles(directory=PAGE), name="page")
     if reports is not None and reports.is_dir():
         app.mount("/reports", StaticFiles(directory=reports), name="reports")
-
-    app.add_exception_handler(BadRequest, bad_request)
+    app.add_exception_handler(RequestError, refused)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(PAGE / "index.html")
 
     @app.get("/health")
-    async def health() -> dict:
-        queued = {name: worker.queue.qsize() for name, worker in workers.items()}
-        translating = {name: worker.translating for name, worker in workers.items()}
-        translated = {name: worker.translated for name, worker in workers.items()}
-        return {
-            "status": "ok",
-            "models": list(workers),
-            "queued": queued,
-            "translating": translating,
-            "translated": translated,
-        }
+    async def health() -> JSONResponse:
+        return JSONResponse(state(pool), status_code=503 if pool.dead else 200)
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        if pool.dead or pool.closing is not None:
+            reason = f"dead workers: {', '.join(pool.dead)}" if pool.dead else "shutting down"
+            return JSONResponse({"status": "not ready", "error": reason}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     @app.get("/models")
     async def list_models() -> dict:
@@ -338,31 +375,23 @@ def create_app(
 
     @app.post("/translate")
     async def translate(request: Request) -> Response:
-        query = parse_query(await read_body(request, limits.body_bytes), list(workers), limits)
-        for name in query.models:
-            check_settings(name, workers[name].translator, query)
-        return await answer(request, query, workers)
+        try:
+            return await asyncio.wait_for(answer(request, pool), limits.deadline_seconds)
+        except asyncio.TimeoutError:
+            raise RequestError(f"no answer within the deadline of {limits.deadline_seconds:g} s", 504) from None
 
     return app
 
 
-def check_settings(name: str, translator: Translator, query: Query) -> None:
-    """Refuse what the model cannot decode: its Decoding's checks (400), sentences over its source limit (413)."""
-    try:
-        translator.settings(beam_size=query.beam_size, alpha=query.alpha)
-    except ValueError as e:
-        raise BadRequest(str(e)) from e
-    check_lengths(name, translator, query.texts)
-
-
-async def answer(request: Request, query: Query, workers: dict[str, Worker]) -> Response:
-    """Every asked model's answer to `query`; if the client goes away first, its jobs leave the queues."""
-    answers = asyncio.gather(*(workers[name].submit(query) for name in query.models))
-    gone = asyncio.ensure_future(disconnected(request))
-    done, _ = await asyncio.wait({answers, gone}, return_when=asyncio.FIRST_COMPLETED)
-    if gone in done:
-        answers.cancel()
-        return Response(status_code=499)  # nobody is left to read it
-    gone.cancel()
-    results = {name: model_result(query, *result) for name, result in zip(query.models, answers.result(), strict=True)}
-    return JSONResponse({"results": results})
+def state(pool: Pool) -> dict:
+    """What GET /health says: each model's worker, waiting and translating requests, translated texts."""
+    workers = pool.workers.items()
+    return {
+        "status": "degraded" if pool.dead else "ok",
+        "models": list(pool.workers),
+        "dead": pool.dead,
+        "queued": {name: len(worker.queue) for name, worker in workers},
+        "queue_limit": pool.limits.queue,
+        "translating": {name: worker.translating for name, worker in workers},
+        "translated": {name: worker.translated for name, worker in workers},
+    }

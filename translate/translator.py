@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class Translation:
     """A translation with its score (log-probability / GNMT length penalty), subwords and attention
     (target pieces + eos, source pieces), where the model records attention; where the model has one
-    context vector instead (the GRU), that vector of each sentence (sentences, H)."""
+    context vector instead (the GRU), that vector of each sentence (sentences, H). A translation that
+    joins several sentences keeps theirs, in order, in `sentences` (empty otherwise)."""
 
     text: str
     score: float
@@ -48,21 +49,24 @@ class Translation:
     target_pieces: list[str]
     attention: Tensor | None = None
     context: Tensor | None = None
+    sentences: list[Translation] = field(default_factory=list, repr=False)
 
 
-def join_translations(lines: list[list[Translation]]) -> Translation:
+def join_translations(lines: list[list[Translation]], block_attention: bool = True) -> Translation:
     """One translation of several lines of sentences: texts joined as by sentences.join_lines, pieces
-    one after the other, attention block-diagonal (where every sentence has it), context vectors
-    stacked, the mean score."""
+    one after the other, attention block-diagonal (where every sentence has it; None without
+    `block_attention`), context vectors stacked, the mean score, the sentences' own in `sentences`."""
     parts = [t for line in lines for t in line]
     attention, context = [t.attention for t in parts], [t.context for t in parts]
+    blocks = block_attention and parts and all(a is not None for a in attention)
     return Translation(
         text=join_lines([[t.text for t in line] for line in lines]),
         score=sum(t.score for t in parts) / len(parts) if parts else 0.0,
         source_pieces=[piece for t in parts for piece in t.source_pieces],
         target_pieces=[piece for t in parts for piece in t.target_pieces],
-        attention=torch.block_diag(*attention) if parts and all(a is not None for a in attention) else None,
+        attention=torch.block_diag(*attention) if blocks else None,
         context=torch.cat(context) if parts and all(c is not None for c in context) else None,
+        sentences=parts,
     )
 
 
@@ -108,6 +112,7 @@ class Translator:
         progress: bool = False,
         split_sentences: bool = True,
         attention: bool = True,
+        block_attention: bool = True,
     ) -> str | list[str] | Translation | list:
         """Translate a string or a list of strings; the result has the same shape.
 
@@ -121,7 +126,9 @@ class Translator:
         empty translation; control characters count as spaces; input longer than the model's
         `max_source_length` is truncated with a warning. `max_tokens` bounds the source tokens per batch
         (times the beam size in memory); `progress` shows a progress bar (on stderr). With `attention`
-        False, details leave out attention and context vectors (faster: scores and pieces only).
+        False, details leave out attention and context vectors (faster: scores and pieces only); with
+        `block_attention` False, a text of several sentences has no block-diagonal attention (its size
+        grows with the square of the text's length), only its sentences' own, in `sentences`.
         """
         decoding = self.settings(beam_size=beam_size, alpha=alpha, n_best=n_best)
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
@@ -136,7 +143,7 @@ class Translator:
             layout = [split_lines(text, self.source_language) for text in texts]
             sentences = [sentence for lines in layout for line in lines for sentence in line]
             nbests = self._nbest(sentences, decoding, max_tokens, record, progress, "sentence")
-            results = self._rejoin(layout, nbests, decoding.n_best)
+            results = self._rejoin(layout, nbests, decoding.n_best, block_attention)
         else:
             results = self._nbest(texts, decoding, max_tokens, record, progress, "text")
         outputs = [self._shaped(nbest, decoding.n_best, return_details) for nbest in results]
@@ -169,7 +176,7 @@ class Translator:
 
     @staticmethod
     def _rejoin(
-        layout: list[list[list[str]]], sentences: list[list[Translation]], n_best: int
+        layout: list[list[list[str]]], sentences: list[list[Translation]], n_best: int, block_attention: bool
     ) -> list[list[Translation]]:
         """Each text's n-best from its sentences' (`layout`: each text's lines, each line's sentences)."""
         parts = iter(sentences)
@@ -179,7 +186,10 @@ class Translator:
             if len(lines) == 1 and len(lines[0]) == 1:
                 results.append(nbests[0][0])  # one sentence: its own translations
             else:
-                results.append([join_translations([[s[k] for s in line] for line in nbests]) for k in range(n_best)])
+                joined = [
+                    join_translations([[s[k] for s in line] for line in nbests], block_attention) for k in range(n_best)
+                ]
+                results.append(joined)
         return results
 
     @staticmethod

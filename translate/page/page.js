@@ -21,7 +21,7 @@ function card(model) {
 }
 
 function heatmap(attention) {
-  // rows: target subwords; columns: source subwords; shade: the attention weight
+  // one sentence: rows are its target subwords, columns its source subwords, the shade the weight
   const table = element("table", "heatmap");
   const head = table.createTHead().insertRow();
   head.append(element("th"));
@@ -39,14 +39,15 @@ function heatmap(attention) {
   return table;
 }
 
-function contextStrip(context) {
-  // one row of pixels per sentence: each of the H numbers of c, blue above 0, red below
+function contextStrip(sentences) {
+  // one row of pixels per sentence: each of the H numbers of its c, blue above 0, red below
   const node = element("div", "context");
-  const vectors = context.vectors;
+  const vectors = sentences.map((sentence) => sentence.vector);
+  const count = (key) => sentences.reduce((sum, sentence) => sum + sentence[key].length, 0);
   node.append(element("p", "caption",
     `No attention to show: the decoder sees the source only as one context vector c of ` +
     `${vectors[0].length} numbers per sentence (${vectors.length} here), the same at each of its ` +
-    `${context.target.length} steps, for ${context.source.length} source subwords.`));
+    `${count("target")} steps, for ${count("source")} source subwords.`));
   const canvas = element("canvas");
   canvas.width = vectors[0].length;
   canvas.height = vectors.length;
@@ -68,7 +69,8 @@ function show(name, result) {
     `score ${result.scores.toFixed(3)} · ${result.milliseconds} ms (batch of ${result.batch_requests})`;
   const detail = node.querySelector(".detail");
   detail.replaceChildren();
-  if (result.attention) detail.append(heatmap(result.attention));
+  // attention and context vectors come sentence by sentence: one heatmap each, one strip for all
+  if (result.attention) detail.append(...result.attention.map(heatmap));
   else if (result.context) detail.append(contextStrip(result.context));
 }
 
@@ -83,8 +85,8 @@ async function translate(event) {
     const response = await fetch("/translate", {
       method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(request),
     });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || response.statusText);
+    const body = await response.json().catch(() => ({}));  // uvicorn's own 503 is plain text
+    if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
     for (const [name, result] of Object.entries(body.results)) show(name, result);
     $("status").textContent = "done";
   } catch (error) {
