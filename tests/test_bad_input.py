@@ -12,7 +12,8 @@ import torch
 import translate.files
 from conftest import CONFIGS, DE, EN, cli_args, datamodule, make_pairs, run_cli, tiny_model, write_corpus, write_jsonl
 from translate import Translator
-from translate.cli import generate, leaderboard
+from translate.cli import leaderboard
+from translate.commands.generate import generate
 from translate.data import load_splits
 from translate.files import atomic_write_bytes
 from translate.report import Entry, build_report, check_writable, write_report

@@ -47,8 +47,6 @@ MODEL_CLASSES = {
 # hyper-parameters of checkpoints written before the decoding settings had a section of their own (and
 # before training in shards was removed): decoding ones become the checkpoint's Decoding, the rest is dropped
 LEGACY = (*(f.name for f in fields(Decoding) if f.name != "n_best"), "train_threads")
-# what LightningCLI adds to the hyper-parameters it saves: the class (as the config named it) and its loader
-CLI_KEYS = ("_class_path", "_instantiator")
 PLAIN = (bool, int, float, str, type(None))
 
 
@@ -182,7 +180,7 @@ def checked_hyper_parameters(checkpoint: dict, model_class: type) -> dict[str, A
     if not isinstance(hparams, dict):
         raise ValueError(f"hyper_parameters is a {type(hparams).__name__}, not a mapping: refused")
     name = model_class.__name__
-    allowed = {
+    allowed = {  # what LightningCLI adds to the hyper-parameters it saves: the class (as a config names it), its loader
         "_class_path": {None, f"translate.models.{name}", f"{model_class.__module__}.{name}"},
         "_instantiator": {None, "lightning.pytorch.cli.instantiate_module"},
     }
@@ -190,7 +188,7 @@ def checked_hyper_parameters(checkpoint: dict, model_class: type) -> dict[str, A
         if not isinstance(hparams.get(key), str | None) or hparams.get(key) not in values:
             raise ValueError(f"hyper_parameters[{key!r}] is {hparams.get(key)!r}, not {name}'s: refused")
     arguments = model_arguments(model_class)
-    given = {k: v for k, v in without_legacy(hparams).items() if k not in CLI_KEYS}
+    given = {k: v for k, v in without_legacy(hparams).items() if k not in allowed}
     for key, value in given.items():
         if key not in arguments:
             raise ValueError(f"hyper_parameters[{key!r}] is not an argument of {model_class.__name__}: refused")
