@@ -222,6 +222,25 @@ def test_linear_schedule_warms_up_then_falls_to_zero_at_the_last_step(tiny_dm):
     assert lrs[-1] == pytest.approx(1e-3 / (total - 2))  # one step's worth above zero
 
 
+def test_linear_schedule_falls_to_zero_by_max_time_when_the_epochs_would_outlast_it(tiny_dm):
+    model = tiny_model("gru", tiny_dm.vocab_size, lr=1e-3, scheduler="linear", warmup_steps=1)
+    record = RecordLr()
+    trainer = L.Trainer(
+        max_epochs=100_000,
+        max_time="00:00:00:04",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[record],
+    )
+    trainer.fit(model, tiny_dm)
+    lrs = record.lrs
+    assert trainer.current_epoch < 100_000 and len(lrs) >= 3  # the time ended it
+    by_steps = 1e-3 * (1 - len(lrs) / trainer.estimated_stepping_batches)  # where the epochs alone would be
+    assert lrs[-1] < 0.5 * by_steps  # the last step's rate is what was left of the time
+    assert all(a > b for a, b in itertools.pairwise(lrs[1:]))
+
+
 def test_linear_schedule_refuses_an_open_ended_run(tiny_dm):
     model = tiny_model("gru", tiny_dm.vocab_size, scheduler="linear")
     trainer = L.Trainer(max_epochs=-1, max_time="00:00:00:05", logger=False, enable_progress_bar=False)

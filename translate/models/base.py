@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 
 from translate.batching import Batch
@@ -53,9 +54,10 @@ class Seq2SeqModule(L.LightningModule):
             parameters instead of a loop of small ops per tensor; its foreach version under mixed
             precision, where Lightning clips gradients only for optimizers that do not unscale them).
         scheduler: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then 1/sqrt(step)),
-            ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step,
-            for a fixed budget of epochs; a run no longer than its warm-up is refused, except under
-            ``fast_dev_run``), ``plateau`` (halve the rate when val/bleu stops rising for ``patience`` epochs)
+            ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step or,
+            where the trainer has a ``max_time``, at the end of that time, whichever comes first: a slower
+            machine anneals within the same budget; a run no longer than its warm-up is refused, except
+            under ``fast_dev_run``), ``plateau`` (halve the rate when val/bleu stops rising for ``patience`` epochs)
             or ``constant``.
     """
 
@@ -321,10 +323,14 @@ class Seq2SeqModule(L.LightningModule):
                 "lower model.warmup_steps or train longer"
             )
 
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+
         def factor(step: int) -> float:
             step += 1
             if hp.scheduler == "linear":
                 decay = (total - step + 1) / max(1, total - warmup + 1)
+                if timer is not None and timer.time_remaining() is not None:
+                    decay = min(decay, timer.time_remaining() / (timer.time_remaining() + timer.time_elapsed()))
             else:
                 decay = math.sqrt(warmup / step)
             return min(step / warmup, max(0.0, decay))
