@@ -12,11 +12,13 @@ import torch
 import translate.files
 from conftest import CONFIGS, DE, EN, cli_args, datamodule, make_pairs, run_cli, tiny_model, write_corpus, write_jsonl
 from translate import Translator
-from translate.cli import leaderboard
 from translate.commands.generate import generate
+from translate.commands.leaderboard import leaderboard
 from translate.data import load_splits
 from translate.files import atomic_write_bytes
-from translate.report import Entry, build_report, check_writable, write_report
+from translate.records import checkpoint_translator, dataset_test_set, decoder, decoding_of, evaluate
+from translate.report import leaderboard as leaderboard_report
+from translate.report import write_report
 
 # -- data -----------------------------------------------------------------------------------------
 
@@ -118,11 +120,7 @@ def test_generate_names_input_that_is_not_utf8(trained, tmp_path):
         generate(["--checkpoint", str(trained), "--input", str(source)])
 
 
-def test_report_entries_need_distinct_names(trained, tiny_dm, tmp_path):
-    data = {"dataset": "tiny", "split": "test", "languages": ["de", "en"]}
-    twice = [Entry("transformer", trained), Entry("transformer", trained)]
-    with pytest.raises(ValueError, match="distinct names"):
-        build_report(twice, tiny_dm.sources("test"), tiny_dm.references("test"), data)
+def test_leaderboard_configs_need_distinct_names(tmp_path):
     configs = [str(CONFIGS / "quick" / "transformer.yaml")] * 2
     with pytest.raises(ValueError, match="distinct names"):
         leaderboard(["--configs", *configs, "--out", str(tmp_path / "r")])
@@ -218,17 +216,18 @@ def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tiny_dm, tmp_pat
 # -- reports --------------------------------------------------------------------------------------
 
 
-def test_checkpoint_of_another_language_pair_is_refused(trained, tiny_dm):
-    data = {"dataset": "reversed", "split": "test", "languages": ["en", "de"]}
-    with pytest.raises(ValueError, match=r"transformer\.ckpt was trained on de→en but the test data .* is en→de"):
-        build_report([Entry("transformer", trained)], tiny_dm.references("test"), tiny_dm.sources("test"), data)
+def test_checkpoint_of_another_language_pair_is_refused(trained):
+    with pytest.raises(ValueError, match=r"transformer\.ckpt was trained on de→en but the test set is en→de"):
+        checkpoint_translator(trained, ["en", "de"])
 
 
-def test_unwritable_report_directory_is_named(tmp_path):
+def test_unwritable_report_directory_is_named_before_any_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(PermissionError, match="report directory .*file/reports is not writable"):
-        check_writable(blocker / "reports")
+    with pytest.raises(PermissionError, match="directory .*file/reports is not writable"):
+        leaderboard(["--out", str(blocker / "reports")])
+    with pytest.raises(PermissionError, match="directory .*file/records is not writable"):
+        leaderboard(["--records", str(blocker / "records")])
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions and symlinks")
@@ -245,13 +244,14 @@ def test_rewriting_a_file_keeps_its_permissions_and_follows_a_link(tmp_path):
 
 
 def test_failed_write_leaves_the_earlier_report_intact(trained, tiny_dm, tmp_path, monkeypatch):
-    data = {"dataset": "tiny", "split": "test", "languages": ["de", "en"]}
-    sources, references = tiny_dm.sources("test"), tiny_dm.references("test")
-    report, figures = build_report([Entry("transformer", trained)], sources, references, data, n_bootstrap=10)
-    out = tmp_path / "reports"
-    write_report(report, figures, out)
-    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}  # hypotheses/ too
-    assert Path("hypotheses/transformer.txt") in before
+    out, test_set = tmp_path / "reports", dataset_test_set(tiny_dm, "test")
+    translator, model = checkpoint_translator(trained, test_set.about["languages"])
+    decoding = decoding_of(translator, 2, None)
+    records = [evaluate(out / "records", model, test_set, decoding, decoder(translator, decoding), n_bootstrap=10)]
+    report = leaderboard_report(records, out, n_bootstrap=10)
+    write_report(report, records, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}  # the record too
+    assert Path("records", model["name"], "test", "hypotheses.txt") in before
 
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
@@ -259,7 +259,7 @@ def test_failed_write_leaves_the_earlier_report_intact(trained, tiny_dm, tmp_pat
     monkeypatch.setattr(translate.files.os, "fsync", disk_full)
     changed = {**report, "finding": "something else"}
     with pytest.raises(OSError, match="No space left"):
-        write_report(changed, figures, out)
+        write_report(changed, records, out)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # no temporary files left either
 

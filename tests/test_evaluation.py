@@ -1,5 +1,6 @@
 """sacreBLEU scoring helpers: CIs, paired significance, length buckets."""
 
+import json
 import random
 
 import pytest
@@ -8,7 +9,10 @@ from sacrebleu.significance import PairedTest
 
 from translate.evaluation import (
     bleu_by_length,
+    bleu_of,
+    bleu_statistics,
     bucket_of,
+    chrf_scores,
     corpus_score,
     length_bucket_edges,
     paired_significance,
@@ -32,11 +36,31 @@ def test_corpus_score_matches_sacrebleu():
     assert score.bleu == pytest.approx(sacrebleu.corpus_bleu(good, [refs]).score)
     assert score.chrf == pytest.approx(sacrebleu.corpus_chrf(good, [refs]).score)
     assert 0 < score.bleu_ci < 10 and score.sentences == 300 and "tok:13a" in score.signature
+    metric = sacrebleu.BLEU()
+    theirs = metric.corpus_score(good, [refs], n_bootstrap=200)
+    theirs = json.loads(theirs.format(width=4, signature=str(metric.get_signature()), is_json=True))
+    assert (score.bleu_mean, score.bleu_ci) == (theirs["confidence_mean"], theirs["confidence_var"])
+
+
+def test_bleu_of_any_subset_is_sacrebleus_bleu_of_those_sentences():
+    refs, good, _ = corpus()
+    statistics = bleu_statistics(good, refs)
+    subset = range(0, 300, 7)
+    expected = sacrebleu.corpus_bleu([good[i] for i in subset], [[refs[i] for i in subset]]).score
+    assert bleu_of([statistics[i] for i in subset], n_bootstrap=1)["bleu"] == pytest.approx(expected)
+
+
+def test_chrf_and_chrf_plus_plus_with_their_signatures():
+    refs, good, _ = corpus(n=50)
+    scores = chrf_scores(good, refs)
+    assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(good, [refs]).score)
+    assert scores["chrf_pp"] == pytest.approx(sacrebleu.CHRF(word_order=2).corpus_score(good, [refs]).score)
+    assert "nw:0" in scores["chrf_signature"] and "nw:2" in scores["chrf_pp_signature"]
 
 
 def test_paired_significance_agrees_with_sacrebleu():
     refs, good, bad = corpus()
-    ours = paired_significance(bad, good, refs, n_samples=200)
+    ours = paired_significance(bleu_statistics(bad, refs), bleu_statistics(good, refs), n_samples=200)
     _, scores = PairedTest(
         [("a", bad), ("b", good)], {"BLEU": sacrebleu.BLEU()}, references=[refs], test_type="bs", n_samples=200
     )()
@@ -46,7 +70,8 @@ def test_paired_significance_agrees_with_sacrebleu():
 
 def test_identical_outputs_are_not_a_significant_difference():
     refs, good, _ = corpus(n=50)
-    assert paired_significance(good, list(good), refs, n_samples=100)["p_value"] == 1.0
+    statistics = bleu_statistics(good, refs)
+    assert paired_significance(statistics, list(statistics), n_samples=100)["p_value"] == 1.0
 
 
 def test_length_buckets():
@@ -63,7 +88,7 @@ def test_length_buckets():
 def test_bleu_by_length_covers_every_sentence():
     refs, good, _ = corpus()
     edges = length_bucket_edges([len(r.split()) for r in refs], buckets=4)
-    rows = bleu_by_length(refs, good, refs, edges, n_bootstrap=100)
+    rows = bleu_by_length([len(r.split()) for r in refs], bleu_statistics(good, refs), edges, n_bootstrap=100)
     assert sum(r["sentences"] for r in rows) == 300
     assert rows[-1]["max_words"] == max(len(r.split()) for r in refs)
 
@@ -78,8 +103,7 @@ def test_without_resampling_the_mean_is_the_score_and_there_is_no_interval():
 def test_sources_of_one_length_make_one_bucket(lengths):
     edges = length_bucket_edges(lengths)
     assert edges == [0]
-    sources = [" ".join(["w"] * n) for n in lengths]
-    rows = bleu_by_length(sources, ["a dog"] * len(lengths), ["a dog"] * len(lengths), edges, n_bootstrap=1)
+    rows = bleu_by_length(lengths, bleu_statistics(["a dog"] * len(lengths), ["a dog"] * len(lengths)), edges, 1)
     assert len(rows) == 1 and rows[0]["sentences"] == len(lengths) and rows[0]["max_words"] == lengths[0]
 
 

@@ -1,11 +1,13 @@
 """The three models: learning, masking, attention, the decoding interface, and the CLI around them."""
 
+import datetime
 import itertools
 import json
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from conftest import CONFIGS, TINY, cli_args, make_pairs, quiet_trainer, run_cli, tiny_model, train_tiny, write_jsonl
 from translate.batching import Batch
@@ -151,13 +153,14 @@ def test_cli_fit_fast_dev_run_then_test_and_predict(name, tiny_corpus, tmp_path,
     run_cli("test", *args, *decoding, f"--ckpt_path={tmp_path / 'checkpoints' / name / 'last.ckpt'}")
     out = capsys.readouterr()
     assert "test: BLEU = " in out.out + out.err
-    (results,) = tmp_path.glob(f"logs/{name}/version_*/test_results.json")
+    (results,) = tmp_path.glob(f"logs/{name}/version_*/{name}-*/test/record.json")  # an evaluation record
     record = json.loads(results.read_text())
-    assert record["sentences"] == 50 and record["signature"].startswith("nrefs:1")
-    assert (record["beam_size"], record["alpha"]) == (2, 0.3)
+    assert record["test_set"]["sentences"] == 50 and record["scores"]["signature"].startswith("nrefs:1")
+    assert (record["decoding"]["beam_size"], record["decoding"]["alpha"]) == (2, 0.3)
+    assert record["model"]["checkpoint"] == str(tmp_path / "checkpoints" / name / "last.ckpt")
     run_cli("predict", *args, *decoding, f"--ckpt_path={tmp_path / 'checkpoints' / name / 'last.ckpt'}")
     (predictions,) = tmp_path.glob(f"logs/{name}/version_*/test_predictions.txt")
-    assert predictions.read_text() == (results.parent / "test_hypotheses.txt").read_text()  # decoded as in test
+    assert predictions.read_text() == (results.parent / "hypotheses.txt").read_text()  # decoded as in test
     assert len(predictions.read_text().splitlines()) == 50
     assert list(tmp_path.glob(f"logs/tensorboard/{name}/version_*/events.out.tfevents.*"))  # TensorBoard's curves
 
@@ -178,9 +181,9 @@ def test_cli_tests_an_old_checkpoint_and_truncates_sources_beyond_the_positions(
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.warns(UserWarning, match="longer than 24 tokens truncated"):
         run_cli("test", *args, "--decoding.beam_size=2", f"--ckpt_path={tmp_path / 'old.ckpt'}")
-    (results,) = tmp_path.glob("logs/transformer/version_*/test_results.json")
+    (results,) = tmp_path.glob("logs/transformer/version_*/*/test/record.json")
     record = json.loads(results.read_text())
-    assert record["sentences"] == 21 and record["beam_size"] == 2
+    assert record["test_set"]["sentences"] == 21 and record["decoding"]["beam_size"] == 2
 
 
 def test_checkpoint_carries_tokenizer_and_class(tiny_corpus, tmp_path, monkeypatch):
@@ -222,23 +225,35 @@ def test_linear_schedule_warms_up_then_falls_to_zero_at_the_last_step(tiny_dm):
     assert lrs[-1] == pytest.approx(1e-3 / (total - 2))  # one step's worth above zero
 
 
+class StepClock(Timer):
+    """Lightning's Timer (what `max_time` sets up) on a clock that advances one second per training step."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(duration=datetime.timedelta(seconds=seconds))
+        self.steps = 0
+
+    def time_elapsed(self, stage: str = "train") -> float:
+        return float(self.steps)
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        self.steps += 1
+        super().on_train_batch_end(trainer, *args)
+
+
 def test_linear_schedule_falls_to_zero_by_max_time_when_the_epochs_would_outlast_it(tiny_dm):
     model = tiny_model("gru", tiny_dm.vocab_size, lr=1e-3, scheduler="linear", warmup_steps=1)
     record = RecordLr()
     trainer = L.Trainer(
-        max_epochs=100_000,
-        max_time="00:00:00:04",
+        max_epochs=1000,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
-        callbacks=[record],
+        callbacks=[record, StepClock(seconds=12)],  # 12 steps of time, far fewer than the epochs' steps
     )
     trainer.fit(model, tiny_dm)
-    lrs = record.lrs
-    assert trainer.current_epoch < 100_000 and len(lrs) >= 3  # the time ended it
-    by_steps = 1e-3 * (1 - len(lrs) / trainer.estimated_stepping_batches)  # where the epochs alone would be
-    assert lrs[-1] < 0.5 * by_steps  # the last step's rate is what was left of the time
-    assert all(a > b for a, b in itertools.pairwise(lrs[1:]))
+    assert trainer.global_step == 12 < trainer.estimated_stepping_batches / 100
+    # from the third step on, the rate is what was left of the time after the step before
+    assert record.lrs[2:] == pytest.approx([1e-3 * (13 - k) / 12 for k in range(2, 12)])
 
 
 def test_linear_schedule_refuses_an_open_ended_run(tiny_dm):

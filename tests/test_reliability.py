@@ -139,8 +139,8 @@ def test_same_seed_same_weights_and_bleu(tiny_corpus, tmp_path):
         tested = run_translate(folder, "test", f"--config={config}", "--ckpt_path=checkpoints/last.ckpt")
         assert tested.returncode == 0, tested.stderr[-3000:]
         weights = torch.load(folder / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
-        (result,) = folder.glob("logs/tiny/version_*/test_results.json")
-        results.append((weights, json.loads(result.read_text())["bleu"]))
+        (result,) = folder.glob("logs/tiny/version_*/*/test/record.json")
+        results.append((weights, json.loads(result.read_text())["scores"]["bleu"]))
     (weights_a, bleu_a), (weights_b, bleu_b) = results
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
     assert bleu_a == bleu_b
@@ -154,8 +154,8 @@ def test_two_process_ddp_fit_and_test(tiny_corpus, tmp_path):
     assert fit.returncode == 0, fit.stderr[-3000:]
     tested = run_translate(tmp_path, "test", f"--config={config}", "--ckpt_path=checkpoints/last.ckpt", *ddp)
     assert tested.returncode == 0, tested.stderr[-3000:]
-    (result,) = tmp_path.glob("logs/tiny/version_*/test_results.json")
-    assert json.loads(result.read_text())["sentences"] == 50
+    (result,) = tmp_path.glob("logs/tiny/version_*/*/test/record.json")
+    assert json.loads(result.read_text())["test_set"]["sentences"] == 50
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

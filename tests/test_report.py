@@ -1,9 +1,11 @@
-"""The leaderboard report: complete, deterministic, consistent with sacreBLEU (bad input: test_bad_input.py)."""
+"""Reports from evaluation records: complete, consistent with sacreBLEU, re-rendered byte for byte, and
+the committed reports rendered from the committed records (bad input: test_bad_input.py)."""
 
 import json
 import logging
 from pathlib import Path
 
+import matplotlib
 import pytest
 import sacrebleu
 import torch
@@ -12,158 +14,229 @@ from sacrebleu.significance import PairedTest
 from conftest import train_tiny
 from translate import Translator
 from translate.checkpoints import best_checkpoint
-from translate.cli import config_names, leaderboard
-from translate.evaluation import corpus_score
+from translate.commands.leaderboard import leaderboard as leaderboard_command
+from translate.records import (
+    TestSet,
+    attention_of,
+    checkpoint_translator,
+    dataset_test_set,
+    decoder,
+    decoding_of,
+    evaluate,
+    joined_extra,
+    read_record,
+)
 from translate.report import (
-    Entry,
-    build_long_report,
-    build_report,
     finding,
-    hypotheses_file,
-    joined_summary,
-    kept_hypotheses,
+    leaderboard,
     render_markdown,
-    strip_volatile,
+    rendered,
+    rerendered,
+    summary,
     update_readme,
     write_report,
 )
 
 ROOT = Path(__file__).parent.parent
 NAMES = ("gru", "bahdanau", "transformer")
-DATA = {"split": "test", "languages": ["de", "en"]}
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tiny_dm, tmp_path_factory) -> list[Entry]:
+def checkpoints(tiny_dm, tmp_path_factory) -> list[Path]:
     """The three tiny models, trained on the word-by-word task (the GRU less, so the models differ)."""
     folder = tmp_path_factory.mktemp("ckpts")
-    entries = []
     for name, steps in zip(NAMES, (60, 150, 300), strict=True):
         _, trainer = train_tiny(name, tiny_dm, steps=steps)
         trainer.save_checkpoint(folder / f"{name}.ckpt")
-        entries.append(Entry(name, folder / f"{name}.ckpt"))
-    return entries
+    return [folder / f"{name}.ckpt" for name in NAMES]
+
+
+def evaluated(root, checkpoints, test_set, joined=False):
+    records = []
+    for checkpoint in checkpoints:
+        translator, model = checkpoint_translator(checkpoint, test_set.about["languages"])
+        decoding = decoding_of(translator, 3, None)
+        if joined:
+            extra = joined_extra(translator, test_set, decoding, split_at=(3,))
+        else:
+
+            def extra(_, translator=translator, decoding=decoding):
+                return attention_of(translator, test_set, decoding, 2)
+
+        records.append(evaluate(root, model, test_set, decoding, decoder(translator, decoding), extra, n_bootstrap=100))
+    return records
 
 
 @pytest.fixture(scope="module")
-def test_data(tiny_dm) -> tuple[list[str], list[str], dict]:
-    return tiny_dm.sources("test"), tiny_dm.references("test"), {"dataset": tiny_dm.dataset, **DATA}
+def records(checkpoints, tiny_dm, tmp_path_factory):
+    return evaluated(tmp_path_factory.mktemp("records"), checkpoints, dataset_test_set(tiny_dm, "test"))
 
 
 @pytest.fixture(scope="module")
-def built(checkpoints, test_data):
-    sources, references, data = test_data
-    return build_report(checkpoints, sources, references, data, heatmaps=2, n_bootstrap=100)
+def report(records):
+    return leaderboard(records, records[0].folder.parent.parent, n_bootstrap=100)
 
 
-def test_report_is_complete(built, test_data):
-    report, figures = built
-    sources, references, _ = test_data
-    assert [m["name"] for m in report["models"]] == list(NAMES)
+def test_report_is_complete(report, records, tiny_dm):
+    n = len(tiny_dm.sources("test"))
+    names = [r.name for r in records]
+    assert [m["name"] for m in report["models"]] == names and len(set(names)) == 3
+    assert [name.split("-")[0] for name in names] == list(NAMES)  # architecture, run, step
     for model in report["models"]:
-        for key in ("parameters", "epochs", "steps", "bleu", "bleu_ci", "chrf", "signature", "sentences_per_second"):
+        for key in ("parameters", "epochs", "steps", "bleu", "bleu_ci", "chrf", "chrf_pp", "signature", "record"):
             assert model[key] is not None, key
-        assert model["sentences"] == len(sources) == len(references)
-        assert sum(row["sentences"] for row in model["by_length"]) == len(sources)
-    assert "significance" not in report["models"][0]
-    assert [m["significance"]["against"] for m in report["models"][1:]] == ["gru", "bahdanau"]
-    assert sum(report["length_buckets"]["counts"]) == len(sources)
+        assert sum(row["sentences"] for row in model["by_length"]) == n
+    assert sum(report["length_buckets"]["counts"]) == n
+    assert [(t["baseline"], t["system"]) for t in report["paired"]] == [
+        (names[0], names[1]),
+        (names[0], names[2]),
+        (names[1], names[2]),
+    ]
     # two heatmaps each for the attention models, none for the context vector
-    assert sorted(h["model"] for h in report["heatmaps"]) == ["bahdanau", "bahdanau", "transformer", "transformer"]
-    translations = {hypotheses_file(name): name for name in NAMES}
-    assert set(figures) == {"bleu_by_length.png"} | {h["file"] for h in report["heatmaps"]} | set(translations)
-    pngs = [data for name, data in figures.items() if name not in translations]
-    assert all(png.startswith(b"\x89PNG") and len(png) > 1000 for png in pngs)
-    for file, name in translations.items():  # one line per test sentence: the translations that were scored
-        lines = figures[file].decode().split("\n")[:-1]
-        bleu = next(m["bleu"] for m in report["models"] if m["name"] == name)
-        assert len(lines) == len(sources) and corpus_score(lines, references, n_bootstrap=1).bleu == bleu
+    assert [h["model"].split("-")[0] for h in report["heatmaps"]] == ["bahdanau"] * 2 + ["transformer"] * 2
+    files = rendered(report, records)
+    assert set(files) == {"bleu_by_length.png", "leaderboard.md", "leaderboard.json"} | {
+        h["file"] for h in report["heatmaps"]
+    }
+    assert all(files[h["file"]].startswith(b"\x89PNG") for h in report["heatmaps"])
     markdown = render_markdown(report)
-    assert all(name in markdown for name in NAMES) and report["finding"] in markdown
-    assert report["finding"].startswith("On the longest source sentences")
+    assert all(name in markdown for name in names) and report["finding"] in markdown
+    assert all(r.data["command"] in markdown for r in records)  # the provenance is in the full report
 
 
-def test_report_is_deterministic(built, checkpoints, test_data):
-    sources, references, data = test_data
-    again, figures = build_report(checkpoints, sources, references, data, heatmaps=2, n_bootstrap=100)
-    assert strip_volatile(again) == strip_volatile(built[0])
-    assert figures == built[1]
-
-
-def test_scores_agree_with_sacrebleu(built, checkpoints, test_data):
-    sources, references, _ = test_data
-    report, _ = built
-    hypotheses = {e.name: Translator.from_checkpoint(e.checkpoint).translate(sources) for e in checkpoints}
-    for model in report["models"]:
-        assert model["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses[model["name"]], [references]).score)
+def test_scores_and_paired_tests_agree_with_sacrebleu(report, records, checkpoints, tiny_dm):
+    sources, references = tiny_dm.sources("test"), tiny_dm.references("test")
+    hypotheses = [Translator.from_checkpoint(c).translate(sources, 3, split_sentences=False) for c in checkpoints]
+    for model, translations in zip(report["models"], hypotheses, strict=True):
+        assert model["bleu"] == pytest.approx(sacrebleu.corpus_bleu(translations, [references]).score)
     _, scores = PairedTest(
-        [("gru", hypotheses["gru"]), ("bahdanau", hypotheses["bahdanau"])],
+        [("a", hypotheses[0]), ("b", hypotheses[2])],
         {"BLEU": sacrebleu.BLEU()},
         references=[references],
         test_type="bs",
         n_samples=100,
     )()
-    assert report["models"][1]["significance"]["p_value"] == pytest.approx(scores["BLEU"][1].p_value)
+    assert report["paired"][1]["p_value"] == pytest.approx(scores["BLEU"][1].p_value)
 
 
-def test_each_model_decodes_with_its_own_length_penalty(checkpoints, test_data, monkeypatch):
-    sources, references, data = test_data
-    used = []
-    translate = Translator.translate
-
-    def spy(self, texts, beam_size=None, alpha=None, **kwargs):
-        used.append(alpha)
-        return translate(self, texts, beam_size, alpha, **kwargs)
-
-    monkeypatch.setattr(Translator, "translate", spy)
-    entries = [Entry(e.name, e.checkpoint, alpha) for e, alpha in zip(checkpoints, (0.0, 2.0, None), strict=True)]
-    report, _ = build_report(entries, sources, references, data, heatmaps=0, n_bootstrap=10)
-    assert [m["alpha"] for m in report["models"]] == [0.0, 2.0, 1.0]  # None: the checkpoint's own
-    assert used == [0.0, 0.0, 2.0, 2.0, 1.0, 1.0]  # the test split, then the heatmap sentences
-    assert "alpha 0.0 (gru), 2.0 (bahdanau), 1.0 (transformer)" in render_markdown(report)
-    used.clear()
-    report, _ = build_report(entries, sources, references, data, alpha=0.5, heatmaps=0, n_bootstrap=10)
-    assert [m["alpha"] for m in report["models"]] == [0.5] * 3 and set(used) == {0.5}  # the command line wins
+def test_report_is_rendered_again_byte_for_byte(report, records, tmp_path):
+    out = tmp_path / "reports"
+    for record in records:  # the report names its records relative to itself
+        target = out / "records" / record.folder.relative_to(record.folder.parent.parent)
+        target.mkdir(parents=True)
+        for file in record.folder.iterdir():
+            (target / file.name).write_bytes(file.read_bytes())
+    moved = [read_record(out / "records" / r.folder.relative_to(r.folder.parent.parent)) for r in records]
+    again = leaderboard(moved, out, n_bootstrap=1000)
+    write_report(again, moved, out)
+    assert rerendered(out) == {name: (out / name).read_bytes() for name in rendered(again, moved)}
+    assert json.loads((out / "leaderboard.json").read_text())["models"][0]["record"].startswith("records/")
 
 
-def test_written_files_and_readme_block(built, tmp_path):
-    report, figures = built
-    path = write_report(report, figures, tmp_path / "reports")
-    written = json.loads(path.read_text())
-    assert {k: v for k, v in written.items() if k != "files"} == json.loads(json.dumps(report))
-    assert sorted(written["files"]) == sorted(figures)  # each file with its hash
-    kept = kept_hypotheses(written, {}, tmp_path / "reports")
-    assert sorted(kept) == sorted(m["name"] for m in report["models"])
-    first = tmp_path / "reports" / hypotheses_file(report["models"][0]["name"])
-    first.write_text(first.read_text().upper())  # left by a run that failed before writing its JSON
-    assert report["models"][0]["name"] not in kept_hypotheses(written, {}, tmp_path / "reports")
-    assert (tmp_path / "reports" / "leaderboard.md").read_text().endswith(render_markdown(report))
-    assert all((tmp_path / "reports" / name).stat().st_size > 0 for name in figures)
+def test_records_of_different_test_sets_are_not_one_leaderboard(records, checkpoints, tiny_dm, tmp_path):
+    test = dataset_test_set(tiny_dm, "test")
+    half = TestSet("half", test.sources[:20], test.references[:20], test.about)
+    other = evaluated(tmp_path, checkpoints[:1], half)
+    with pytest.raises(ValueError, match="different test sets"):
+        leaderboard([records[1], *other], tmp_path)
+    with pytest.raises(ValueError, match="appears twice"):
+        leaderboard([records[0], records[0]], tmp_path)
+
+
+def test_readme_block_is_the_short_version(report, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- leaderboard:start -->\nthe old block\n<!-- leaderboard:end -->\noutro\n")
-    update_readme(readme, report)
+    update_readme(readme, report, "reports/", "reports/leaderboard.md", "leaderboard")
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "the old block" not in text
-    assert "(reports/bleu_by_length.png)" in text
+    assert "(reports/bleu_by_length.png)" in text and "(reports/leaderboard.md)" in text
+    assert "Provenance" not in text and all(len(line) <= 300 for line in text.splitlines())
 
 
-def test_readme_shows_the_committed_leaderboard():
-    """The README's leaderboard block is rendered from the committed reports/leaderboard.json, not typed."""
-    committed = ROOT / "reports" / "leaderboard.json"
-    if not committed.exists():
-        pytest.fail("reports/leaderboard.json is not committed")
-    report = json.loads(committed.read_text())
-    assert render_markdown(report, "reports/") in (ROOT / "README.md").read_text()
-    long = json.loads((ROOT / "reports" / "long" / "leaderboard.json").read_text())
-    assert joined_summary(long, "reports/long/") in (ROOT / "README.md").read_text()
+def test_finding_says_what_the_numbers_say(report):
+    models = [
+        {"name": name, "bleu": 30.0, "by_length": [{"bucket": "18-30", "sentences": 51, "bleu": longest}]}
+        for name, longest in (("gru", 15.0), ("bahdanau", 29.5), ("transformer", 34.2))
+    ]
+    text = finding({**report, "models": models})
+    assert "gru falls to 15.0 (50% of its 30.0)" in text
+    assert "bahdanau holds at 29.5 (98% of its 30.0)" in text
+    assert "transformer rises to 34.2 (114% of its 30.0)" in text
+
+
+def test_smoke_report_says_so(report):
+    assert "Smoke run" not in render_markdown(report)
+    assert render_markdown({**report, "smoke": True}).startswith("**Smoke run**")
+
+
+# -- the long-input report --------------------------------------------------------------------------
+
+
+def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(checkpoints, tiny_dm, tmp_path):
+    sources, references = [f"{s.capitalize()}." for s in tiny_dm.sources("test")], tiny_dm.references("test")
+    runs = {k: [range(i, i + k) for i in range(0, len(sources) - k + 1, k)] for k in (1, 2, 3)}  # sentences to split
+    about = {"dataset": "tiny", "split": "test", "languages": ["de", "en"], "joined": [1, 2, 3]}
+    test_set = TestSet(
+        "test.joined1-3",
+        [" ".join(sources[i] for i in run) for k in runs for run in runs[k]],
+        [" ".join(references[i] for i in run) for k in runs for run in runs[k]],
+        about,
+        [k for k in runs for _ in runs[k]],
+    )
+    records = evaluated(tmp_path, checkpoints[::2], test_set, joined=True)
+    report = leaderboard(records, tmp_path, n_bootstrap=10)
+    assert report["test_set"]["joined"] == [1, 2, 3] and "remembers.png" in rendered(report, records)
+    translator = Translator.from_checkpoint(checkpoints[2])
+    for model in report["models"]:
+        assert [row["k"] for row in model["by_joined"]] == [1, 2, 3]
+        assert [("bleu_split" in row) for row in model["by_joined"]] == [False, False, True]
+        assert model["remembers"]["long"]["mean_source_tokens"] > model["remembers"]["short"]["mean_source_tokens"]
+    threes = [i for i, k in enumerate(test_set.joined) if k == 3]
+    sources, references = [test_set.sources[i] for i in threes], [test_set.references[i] for i in threes]
+    split = translator.translate(sources, 3)  # sentence by sentence, as generate does
+    row = report["models"][1]["by_joined"][2]
+    assert row["bleu_split"] == pytest.approx(sacrebleu.corpus_bleu(split, [references]).score)
+    unsplit = translator.translate(sources, 3, split_sentences=False)
+    assert row["bleu"] == pytest.approx(sacrebleu.corpus_bleu(unsplit, [references]).score)
+    singles = records[1].hypotheses[: test_set.joined.count(1)]
+    joined = [" ".join(singles[j * 3 : j * 3 + 3]) for j in range(len(threes))]
+    assert row["bleu_singles"] == pytest.approx(sacrebleu.corpus_bleu(joined, [references]).score)
+    markdown = render_markdown(report)
+    assert "| k = 3, split | k = 3, singles |" in markdown and "(remembers.png)" in markdown
+    short = summary(report, "reports/long/", "reports/long/leaderboard.md")
+    assert "| k = 3, split |" in short and "(reports/long/remembers.png)" in short and report["finding"] in short
+
+
+# -- the committed reports --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["reports", "reports/long"])
+def test_committed_reports_render_from_the_committed_records(folder):
+    directory = ROOT / folder
+    files = rerendered(directory)
+    report = json.loads(files["leaderboard.json"])
+    same_plots = report["matplotlib"] == matplotlib.__version__  # another version draws other PNG bytes
+    for name, data in files.items():
+        if same_plots or not name.endswith(".png"):
+            assert data == (directory / name).read_bytes(), name
+    block = "long" if report["test_set"]["joined"] != [1] else "leaderboard"
+    text = (ROOT / "README.md").read_text()
+    assert summary(report, f"{folder}/", f"{folder}/leaderboard.md") in text.split(f"<!-- {block}:start -->\n")[1]
+
+
+def test_no_two_committed_records_give_one_name_to_different_weights():
+    weights = {}
+    for path in (ROOT / "reports").rglob("record.json"):
+        model = json.loads(path.read_text())["model"]
+        assert weights.setdefault(model["name"], model["weights_sha256"]) == model["weights_sha256"], path
 
 
 # -- the command ----------------------------------------------------------------------------------
 
 
 def test_leaderboard_command_trains_once_then_reuses(tiny_corpus, tmp_path, monkeypatch, caplog):
-    """`translate leaderboard --quick` on tiny data: trains the three quick configs, writes the report;
-    a second run finds the checkpoints and trains nothing."""
+    """`translate leaderboard --quick` on tiny data: trains the three quick configs, writes records and the
+    report; a second run finds the checkpoints and records and neither trains nor decodes."""
     monkeypatch.chdir(tmp_path)
     args = [
         "--quick",
@@ -177,184 +250,50 @@ def test_leaderboard_command_trains_once_then_reuses(tiny_corpus, tmp_path, monk
         "--trainer.enable_progress_bar=false",
     ]
     with caplog.at_level(logging.INFO):
-        leaderboard(args)
-    assert caplog.text.count("no checkpoint in") == 3
+        leaderboard_command(args)
+    assert caplog.text.count("no checkpoint in") == 3 and caplog.text.count(": evaluating ") == 3
     report = json.loads((tmp_path / "reports/quick/leaderboard.json").read_text())
-    assert [m["name"] for m in report["models"]] == list(NAMES) and report["smoke"] is True
+    assert [m["name"].split("-")[0] for m in report["models"]] == list(NAMES) and report["smoke"] is True
     assert (tmp_path / "reports/quick/leaderboard.md").read_text().startswith("# Leaderboard\n\n**Smoke run**")
-    assert all(m["train_seconds"] is not None and m["steps"] > 0 for m in report["models"])
+    assert len(list((tmp_path / "reports/quick/records").glob("*/test/record.json"))) == 3
     first = {name: best_checkpoint(tmp_path / "checkpoints/quick" / name).stat().st_mtime for name in NAMES}
+    written = {p: p.stat().st_mtime for p in (tmp_path / "reports/quick/records").rglob("*")}
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        leaderboard(args)
+        leaderboard_command(args)
     assert "no checkpoint in" not in caplog.text and "resuming" not in caplog.text
     assert {name: best_checkpoint(tmp_path / "checkpoints/quick" / name).stat().st_mtime for name in NAMES} == first
+    assert {p: p.stat().st_mtime for p in (tmp_path / "reports/quick/records").rglob("*")} == written
     cut = tmp_path / "checkpoints/quick/gru/last.ckpt"  # as a run killed before its end leaves it
     torch.save({**torch.load(cut, weights_only=True), "finished": False}, cut)
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        leaderboard(args)
+        leaderboard_command(args)
     assert caplog.text.count("resuming the unfinished run") == 1 and "no checkpoint in" not in caplog.text
     assert torch.load(cut, weights_only=True)["finished"]
 
 
-def test_leaderboard_rejects_unknown_checkpoint_name(tmp_path):
+def test_leaderboard_rejects_unknown_checkpoint_name_and_bad_joined(tmp_path):
     with pytest.raises(ValueError, match="--checkpoint names \\['rnn'\\]"):
-        leaderboard(["--checkpoint", "rnn=x.ckpt", "--out", str(tmp_path)])
+        leaderboard_command(["--checkpoint", "rnn=x.ckpt", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--joined must be at least 1"):
+        leaderboard_command(["--joined=0"])
 
 
-def test_finding_says_what_the_numbers_say(built):
-    report, _ = built
-    models = [
-        {"name": name, "bleu": 30.0, "by_length": [{"bucket": "18-30", "sentences": 51, "bleu": longest}]}
-        for name, longest in (("gru", 15.0), ("bahdanau", 29.5), ("transformer", 34.2))
-    ]
-    text = finding({**report, "models": models})
-    assert "gru falls to 15.0 (50% of its 30.0)" in text
-    assert "bahdanau holds at 29.5 (98% of its 30.0)" in text
-    assert "transformer rises to 34.2 (114% of its 30.0)" in text
-
-
-def test_smoke_report_says_so(built):
-    report, _ = built
-    assert "Smoke run" not in render_markdown(report)
-    assert render_markdown({**report, "smoke": True}).startswith("**Smoke run**")
-
-
-# -- the long-input report --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def joined_sets(tiny_dm) -> dict[int, tuple[list[str], list[str]]]:
-    """The tiny test split joined in runs of 1, 2 and 3, its sentences ending in full stops (to be split)."""
-    sources, references = [f"{s.capitalize()}." for s in tiny_dm.sources("test")], tiny_dm.references("test")
-    return {
-        k: (
-            [" ".join(sources[i : i + k]) for i in range(0, len(sources) - k + 1, k)],
-            [" ".join(references[i : i + k]) for i in range(0, len(references) - k + 1, k)],
-        )
-        for k in (1, 2, 3)
-    }
-
-
-def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(
-    checkpoints, joined_sets, test_data, tmp_path
-):
-    data = test_data[2]
-    report, figures = build_long_report(checkpoints[::2], joined_sets, data, split_at=(3,), n_bootstrap=10)
-    assert report["data"]["joined"] == [1, 2, 3]
-    assert report["data"]["sentences"] == sum(len(s) for s, _ in joined_sets.values())
-    assert {"bleu_by_length.png", "remembers.png"} <= set(figures) and not report["heatmaps"]
-    translator = Translator.from_checkpoint(checkpoints[2].checkpoint)
-    for model in report["models"]:
-        assert [row["k"] for row in model["by_joined"]] == [1, 2, 3]
-        assert [("bleu_split" in row) for row in model["by_joined"]] == [False, False, True]
-        assert set(model["remembers"]) == {"short", "long"}
-        assert model["remembers"]["long"]["mean_source_tokens"] > model["remembers"]["short"]["mean_source_tokens"]
-    sources, references = joined_sets[3]
-    split = translator.translate(sources)  # sentence by sentence (test_translator.py), as generate does
-    expected = sacrebleu.corpus_bleu(split, [references]).score
-    unsplit = translator.translate(sources, split_sentences=False)
-    assert report["models"][1]["by_joined"][2]["bleu_split"] == pytest.approx(expected, abs=1e-6)
-    assert report["models"][1]["by_joined"][2]["bleu"] == pytest.approx(
-        sacrebleu.corpus_bleu(unsplit, [references]).score
-    )
-    markdown = render_markdown(report)
-    singles = [
-        " ".join(translator.translate(joined_sets[1][0][i : i + 3], split_sentences=False)) for i in range(0, 48, 3)
-    ]
-    assert report["models"][1]["by_joined"][2]["bleu_singles_joined"] == pytest.approx(
-        sacrebleu.corpus_bleu(singles, [references]).score
-    )
-    assert "### Test sentences joined in runs of k" in markdown and "| k = 3, split | k = 3, singles |" in markdown
-    assert "(remembers.png)" in markdown
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        "<!-- leaderboard:start -->\nkept\n<!-- leaderboard:end -->\n<!-- long:start -->\n<!-- long:end -->\n"
-    )
-    update_readme(readme, report, "reports/long/", block="long")
-    text = readme.read_text()
-    assert "kept" in text and "| k = 3, split |" in text and "(reports/long/remembers.png)" in text
-    assert report["finding"] in text and "### BLEU by source-sentence length" not in text  # the short version
-
-
-def test_config_names_are_file_names_unless_two_share_one():
-    assert config_names([Path("configs/gru.yaml"), Path("configs/bahdanau.yaml")]) == ["gru", "bahdanau"]
-    assert config_names([Path("configs/long/gru.yaml"), Path("configs/gru.yaml")]) == ["long/gru", "gru"]
-    assert config_names([Path("long/gru.yaml"), Path("gru.yaml")]) == ["long/gru", "gru"]
-    with pytest.raises(ValueError, match="distinct names"):
-        config_names([Path("a/long/gru.yaml"), Path("b/long/gru.yaml")])
-
-
-def test_leaderboard_joined_command(checkpoints, tiny_corpus, tmp_path, monkeypatch):
+def test_leaderboard_refuses_configs_that_test_on_different_sets(checkpoints, tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = [
         "--configs",
         str(ROOT / "configs" / "quick" / "gru.yaml"),
-        str(ROOT / "configs" / "long" / "transformer.yaml"),  # its test split is runs of 4; --joined is its own
-        f"--checkpoint=gru={checkpoints[0].checkpoint}",
-        f"--checkpoint=transformer={checkpoints[2].checkpoint}",
-        "--joined=2",
-        "--out=long",
+        str(ROOT / "configs" / "long" / "transformer.yaml"),  # its test split is read in runs of 4
+        f"--checkpoint=gru={checkpoints[0]}",
+        f"--checkpoint=transformer={checkpoints[2]}",
         f"--data.dataset={tiny_corpus}",
         f"--data.cache_dir={tmp_path / 'cache'}",
         "--data.vocab_size=400",
     ]
-    leaderboard(args)
+    with pytest.raises(ValueError, match="tests on"):
+        leaderboard_command(args)
+    leaderboard_command([*args, "--joined=2", "--out=long"])  # --joined reads the split itself, for every config
     report = json.loads((tmp_path / "long/leaderboard.json").read_text())
-    assert report["data"]["joined"] == [1, 2] and report["data"]["sentences"] == 50 + 25
-    assert [row["k"] for row in report["models"][1]["by_joined"]] == [1, 2]
-    mixed = [a for a in args if a != "--joined=2"]  # without --joined: a single-sentence and a joined test split
-    with pytest.raises(ValueError, match="tests on .*runs of 4 sentences"):
-        leaderboard(mixed)
-    with pytest.raises(ValueError, match="--quick and --long"):
-        leaderboard(["--quick", "--long"])
-    with pytest.raises(ValueError, match="--joined must be at least 1"):
-        leaderboard(["--joined=0"])
-
-
-def test_leaderboard_only_adds_models_to_the_report_in_out(checkpoints, tiny_corpus, tmp_path, monkeypatch):
-    """--only decodes the named models and keeps the others' rows (and their runs) from the report in --out."""
-    monkeypatch.chdir(tmp_path)
-    common = [f"--data.dataset={tiny_corpus}", f"--data.cache_dir={tmp_path / 'cache'}", "--data.vocab_size=400"]
-    common += ["--joined=2", "--out=long", "--configs", *(str(ROOT / "configs/quick" / f"{n}.yaml") for n in NAMES)]
-    leaderboard([*common, "--only", "gru", f"--checkpoint=gru={checkpoints[0].checkpoint}"])
-    first = json.loads((tmp_path / "long/leaderboard.json").read_text())
-    assert [m["name"] for m in first["models"]] == ["gru"] and "runs" not in first  # a new report
-    leaderboard([*common, "--only", "transformer", "gru", f"--checkpoint=transformer={checkpoints[2].checkpoint}"])
-    second = json.loads((tmp_path / "long/leaderboard.json").read_text())
-    assert [m["name"] for m in second["models"]] == ["gru", "transformer"]  # the configs' order
-    assert [run["models"] for run in second["runs"]] == [["gru", "transformer"]]  # gru decoded again: replaced
-    del second["smoke"]  # as a report written before reports recorded it: merged as a full run's
-    (tmp_path / "long/leaderboard.json").write_text(json.dumps(second))
-    leaderboard([*common, "--only", "bahdanau", f"--checkpoint=bahdanau={checkpoints[1].checkpoint}"])
-    third = json.loads((tmp_path / "long/leaderboard.json").read_text())
-    assert [m["name"] for m in third["models"]] == list(NAMES)
-    assert third["models"][0] == second["models"][0]
-    untested = [{k: v for k, v in m.items() if k != "significance"} for m in (third["models"][2], second["models"][1])]
-    assert untested[0] == untested[1]  # the transformer's row kept, but its paired test:
-    tests = [m.get("significance", {}).get("against") for m in third["models"]]
-    assert tests == [None, "gru", "bahdanau"]  # each against the model before it, from the translations kept
-    for model in third["models"]:
-        lines = (tmp_path / "long/hypotheses" / f"{model['name']}.txt").read_text().splitlines()
-        assert len(lines) == model["sentences"] == 75
-    assert [run["models"] for run in third["runs"]] == [["gru", "transformer"], ["bahdanau"]]
-    assert third["finding"] == finding(third) and "bahdanau" in third["finding"]
-    markdown = (tmp_path / "long/leaderboard.md").read_text()
-    runs = markdown.split("Written in runs: ")[1].split("\n")[0]  # each run's command, with its models
-    assert runs.count("` on 20") == 2 and runs.endswith("): bahdanau.")
-    with pytest.raises(ValueError, match="report's data is .* cannot be merged"):
-        leaderboard([*[a for a in common if a != "--joined=2"], "--joined=3", "--only", "gru"])
-    with pytest.raises(ValueError, match=r"--only names \['attention'\]"):
-        leaderboard([*common, "--only", "attention"])
-    with pytest.raises(ValueError, match=r"--checkpoint names \['gru'\], which --only leaves out"):
-        leaderboard([*common, "--only", "bahdanau", f"--checkpoint=gru={checkpoints[0].checkpoint}"])
-    (tmp_path / "long/hypotheses/gru.txt").unlink()  # a report from before translations were kept
-    leaderboard([*common, "--only", "bahdanau", f"--checkpoint=bahdanau={checkpoints[1].checkpoint}"])
-    fourth = json.loads((tmp_path / "long/leaderboard.json").read_text())
-    assert [m.get("significance", {}).get("against") for m in fourth["models"]] == [None, None, "bahdanau"]
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken/leaderboard.json").write_text("{not json")
-    with pytest.raises(ValueError, match="broken/leaderboard.json is not a leaderboard report"):
-        leaderboard([*common, "--out=broken", "--only", "gru"])
-    assert json.loads((tmp_path / "long/leaderboard.json").read_text()) == fourth  # refusals leave it whole
+    assert report["test_set"]["joined"] == [1, 2] and report["test_set"]["sentences"] == 50 + 25

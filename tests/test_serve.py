@@ -44,7 +44,10 @@ def models(trained, tiny_dm) -> dict:
 
 @pytest.fixture(scope="module")
 def report(trained) -> dict:
-    return {"data": {"split": "test"}, "models": [{"name": "transformer", "checkpoint": str(trained), "bleu": 97.123}]}
+    return {
+        "test_set": {"split": "test"},
+        "models": [{"name": "transformer", "checkpoint": str(trained), "bleu": 97.123}],
+    }
 
 
 @pytest.fixture(scope="module")

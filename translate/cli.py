@@ -4,9 +4,10 @@ commands that work with checkpoints (`translate --help` lists them all)."""
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import uvicorn
@@ -19,31 +20,15 @@ from translate.checkpoints import (
     LEGACY,
     SafeCheckpointIO,
     average_checkpoints,
-    best_checkpoint,
     check_resume,
-    finished,
     read_checkpoint,
 )
-from translate.commands.generate import generate
-from translate.data import TranslationDataModule, join_runs
+from translate.data import TranslationDataModule
 from translate.export import QUANTIZATIONS, is_exported
 from translate.export import export as export_model
 from translate.models import Seq2SeqModule
-from translate.report import (
-    N_BOOTSTRAP,
-    Entry,
-    build_long_report,
-    build_report,
-    check_writable,
-    joined_texts,
-    kept_hypotheses,
-    merge_reports,
-    pair_tests,
-    reported_bleu,
-    summary_figures,
-    update_readme,
-    write_report,
-)
+from translate.records import datamodule_test_set, model_identity, record_folder, recorded_bleu, write_record
+from translate.report import read_report
 from translate.search import Decoding
 from translate.serve import create_app
 from translate.translator import Translator
@@ -53,10 +38,11 @@ log = logging.getLogger(__name__)
 SUBCOMMANDS = {
     "fit": "train a model from a config (translate fit --config configs/transformer.yaml)",
     "validate": "loss, perplexity and greedy BLEU of a checkpoint on the validation split",
-    "test": "decode the test split with beam search and score it with sacreBLEU",
+    "test": "decode the test split with beam search, score it with sacreBLEU, write its evaluation record",
     "predict": "translate the datamodule's predict_split into <split>_predictions.txt",
     "generate": "translate a text file or stdin with a checkpoint, one line per line",
-    "leaderboard": "train the configs that have no checkpoint, decode the test split with each, write the report",
+    "evaluate": "score a checkpoint on a test set (a split, joined runs of one, or a file) into an evaluation record",
+    "leaderboard": "train the configs that have no finished run, evaluate each into a record, render the report",
     "average": "write a checkpoint whose weights are the mean of several checkpoints of one run",
     "export": "write a Transformer checkpoint as a CTranslate2 model (int8/int16/float32) for fast CPU decoding",
     "serve": "an HTTP API and a page that shows the models side by side (translate serve --port 8000)",
@@ -100,6 +86,20 @@ class TranslateCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         self.model.decoding = (self.config_init[self.subcommand] if self.subcommand else self.config_init).decoding
 
+    def after_test(self) -> None:
+        """`translate test` writes the evaluation record of its test loop's translations beside its logs."""
+        model, trainer = self.model, self.trainer
+        logs = Path(trainer.log_dir or ".")  # a collective call under DDP: every rank makes it
+        if not trainer.is_global_zero or trainer.fast_dev_run:
+            return
+        path = trainer.ckpt_path
+        checkpoint = read_checkpoint(path) if path else in_memory(model, trainer)
+        identity, test_set = model_identity(model, checkpoint, path), datamodule_test_set(self.datamodule, "test")
+        decoding = {**asdict(model.decoding), "split_sentences": False}
+        folder = record_folder(logs, identity, test_set, decoding)
+        record = write_record(folder, identity, test_set, decoding, model.test_translations, model.test_seconds)
+        print(f"test: BLEU = {record['scores']['bleu']:.2f}, evaluation record: {folder}")
+
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The configured Trainer, saving checkpoints atomically and loading them checked (SafeCheckpointIO)
         unless the config chose another CheckpointIO."""
@@ -107,6 +107,17 @@ class TranslateCLI(LightningCLI):
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = SafeCheckpointIO()
         return trainer
+
+
+def in_memory(model: Seq2SeqModule, trainer: Trainer) -> dict:
+    """What a checkpoint of the model as it is now would hold, for its identity."""
+    return {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "run": model.run,
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+    }
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> TranslateCLI:
@@ -144,75 +155,14 @@ def export(argv: list[str]) -> None:
     parser.add_argument(
         "--alpha", type=float, default=1.0, help="CTranslate2 length penalty, score / length**alpha (default: 1.0)"
     )
-    parser.add_argument("--report", type=Path, default=Path("reports/leaderboard.json"), help="its test BLEU")
+    parser.add_argument("--records", type=Path, default=Path("reports/records"), help="its test BLEU, if evaluated")
     parser.add_argument("--force", action="store_true", help="replace --output if it exists")
     args = parser.parse_args(argv)
     Decoding(alpha=args.alpha)  # refused before loading anything
-    bleu = reported_bleu(previous_report(args.report), args.checkpoint) if args.report.is_file() else None
+    bleu = recorded_bleu(args.records, args.checkpoint)
     written = export_model(args.checkpoint, args.output, args.quantization, args.alpha, bleu, args.force)
-    known = f"test BLEU {bleu}" if bleu is not None else f"no test BLEU in {args.report}"
+    known = f"test BLEU {bleu}" if bleu is not None else f"no test BLEU in {args.records}"
     print(f"wrote {written} ({args.quantization}, {known})")
-
-
-CONFIGS = ("gru", "bahdanau", "transformer")  # the generations, in order
-LONG = ("gru_unidirectional", "gru", "bahdanau", "transformer")  # configs/long/: trained on joined sentences
-
-
-def config_names(configs: list[Path]) -> list[str]:
-    """The models' names: the configs' file names, or where two share one, FOLDER/NAME (a config
-    directly in configs/ keeps its plain name)."""
-    stems = [config.stem for config in configs]
-    if len(set(stems)) == len(stems):
-        return stems
-    names = [c.stem if c.parent.name in ("configs", "") else f"{c.parent.name}/{c.stem}" for c in configs]
-    if len(set(names)) < len(names):
-        raise ValueError(f"--configs need distinct names (they name the models): {[str(c) for c in configs]}")
-    return names
-
-
-def leaderboard_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """The leaderboard's own arguments, checked; the rest are overrides for every config."""
-    parser = argparse.ArgumentParser(prog="translate leaderboard", description=leaderboard.__doc__)
-    parser.add_argument("--configs", nargs="+", type=Path, help="default: configs/{gru,bahdanau,transformer}.yaml")
-    parser.add_argument("--quick", action="store_true", help="smoke run: configs/quick/, reports/quick, minutes")
-    parser.add_argument(
-        "--long",
-        action="store_true",
-        help="long-input report: configs/long/ and configs/, test joined k = 1..8, reports/long",
-    )
-    parser.add_argument("--joined", type=int, help="test on the test split joined in runs of k = 1..JOINED sentences")
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="use this checkpoint")
-    parser.add_argument(
-        "--only",
-        nargs="+",
-        metavar="NAME",
-        help="decode only these models; the other models' rows are kept from the report already in --out (if any)",
-    )
-    parser.add_argument("--out", type=Path, help="report directory (default: reports, or reports/quick)")
-    parser.add_argument("--readme", type=Path, help="also rewrite this README's leaderboard block")
-    parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--alpha", type=float, help="GNMT length penalty exponent (default: each config's)")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per decoding batch")
-    parser.add_argument(
-        "--heatmaps", type=int, default=2, help="attention heatmaps of the longest test sentences (not with --joined)"
-    )
-    parser.add_argument("--device", default="auto")
-    args, overrides = parser.parse_known_args(argv)
-    Decoding(beam_size=args.beam_size, alpha=0.0 if args.alpha is None else args.alpha)  # refused before training
-    if args.quick and args.long:
-        raise ValueError("--quick and --long are two different reports: choose one")
-    if args.joined is not None and args.joined < 1:
-        raise ValueError(f"--joined must be at least 1 (sentences per run), got {args.joined}")
-    standard = [Path("configs/quick" if args.quick else "configs") / f"{name}.yaml" for name in CONFIGS]
-    long = [Path("configs/long") / f"{name}.yaml" for name in LONG] + standard
-    args.configs = args.configs or (long if args.long else standard)
-    args.joined = args.joined or (8 if args.long else None)
-    args.out = args.out or Path("reports/quick" if args.quick else "reports/long" if args.joined else "reports")
-    check_selection(args, config_names(args.configs))
-    missing = [str(config) for config in args.configs if not config.is_file()]
-    if missing:
-        raise FileNotFoundError(f"config {missing[0]} does not exist")
-    return args, overrides
 
 
 def named_checkpoints(items: list[str]) -> dict[str, str]:
@@ -221,90 +171,6 @@ def named_checkpoints(items: list[str]) -> dict[str, str]:
     if malformed:
         raise ValueError(f"--checkpoint expects NAME=PATH (e.g. transformer=last.ckpt), got {malformed}")
     return dict(item.split("=", 1) for item in items)
-
-
-def check_selection(args: argparse.Namespace, stems: list[str]) -> None:
-    """Check --checkpoint (parsed into a dict) and --only against the configs' model names."""
-    args.checkpoint = named_checkpoints(args.checkpoint)
-    unknown = set(args.checkpoint) - set(stems)
-    if unknown:
-        raise ValueError(f"--checkpoint names {sorted(unknown)}, but the configs are {stems}")
-    unknown = set(args.only or []) - set(stems)
-    if unknown:
-        raise ValueError(f"--only names {sorted(unknown)}, but the configs are {stems}")
-    unused = set(args.checkpoint) - set(args.only or stems)
-    if unused:
-        raise ValueError(f"--checkpoint names {sorted(unused)}, which --only leaves out")
-
-
-def leaderboard_entry(
-    config: Path, name: str, overrides: list[str], checkpoint: str | None
-) -> tuple[Entry, TranslateCLI]:
-    """The entry of one config: the given checkpoint, else the best of its finished run, trained first if there
-    is none (or resumed, if its run was cut off)."""
-    parsed = cli(["--config", str(config), *overrides], run=False)
-    callback = parsed.trainer.checkpoint_callback
-    if callback is None or callback.dirpath is None:
-        raise ValueError(f"config {config} has no ModelCheckpoint callback with a dirpath to keep its checkpoints")
-    directory, last = Path(callback.dirpath), Path(callback.dirpath) / "last.ckpt"
-    if checkpoint is None and not finished(last):
-        resume = ["--ckpt_path", "last"] if last.is_file() else []
-        log.info("%s: %s in %s", name, "resuming the unfinished run" if resume else "no checkpoint", directory)
-        cli(["fit", "--config", str(config), *overrides, *resume])
-        if not finished(last):
-            raise RuntimeError(f"training {config} ended without a finished last.ckpt in {directory}")
-    checkpoint = checkpoint or best_checkpoint(directory)
-    return Entry(name, Path(checkpoint), parsed.model.decoding.alpha), parsed
-
-
-def leaderboard(argv: list[str]) -> None:
-    """Train every config that has no checkpoint yet, decode the test split with each model and write
-    the leaderboard report (with --joined/--long, of the test split joined in runs of 1..K sentences).
-    Other arguments (``--data.dataset``, ``--trainer.max_epochs``, ...) apply to every config, as in
-    `translate fit`."""
-    args, overrides = leaderboard_arguments(argv)
-    check_writable(args.out)
-    entries, data, names = [], None, config_names(args.configs)
-    for config, name in zip(args.configs, names, strict=True):
-        if args.only and name not in args.only:
-            continue
-        entry, parsed = leaderboard_entry(config, name, overrides, args.checkpoint.get(name))
-        dm = parsed.datamodule
-        joined = dm.eval_join > 1 and not args.joined  # --joined joins the single sentences itself
-        split = f"test, runs of {dm.eval_join} sentences" if joined else "test"  # as `translate test` reads it
-        described = {"dataset": dm.dataset, "split": split, "languages": [dm.src_lang, dm.tgt_lang]}
-        if data is not None and described != data:
-            raise ValueError(f"config {config} tests on {described}, the previous ones on {data}")
-        data = described
-        entries.append(entry)
-    settings = {"beam_size": args.beam_size, "alpha": args.alpha, "max_tokens": args.max_tokens, "device": args.device}
-    settings["smoke"] = args.quick
-    if args.joined:
-        single = TranslationDataModule(
-            dm.dataset, dm.dataset_config, dm.src_lang, dm.tgt_lang, cache_dir=str(dm.cache_dir)
-        )
-        runs = {k: join_runs(single.texts["test"], k, "test") for k in range(1, args.joined + 1)}
-        sets = {k: (run["src"], run["tgt"]) for k, run in runs.items()}
-        report, figures = build_long_report(entries, sets, data, **settings)
-    else:
-        sources, references = dm.sources("test"), dm.references("test")
-        report, figures = build_report(entries, sources, references, data, heatmaps=args.heatmaps, **settings)
-    if args.only and (args.out / "leaderboard.json").is_file():
-        report = merge_reports(previous_report(args.out / "leaderboard.json"), report, names)
-        tested = joined_texts(sets)[1] if args.joined else references
-        pair_tests(report["models"], kept_hypotheses(report, figures, args.out), tested, N_BOOTSTRAP)
-        figures |= summary_figures(report)
-    log.info("leaderboard: %s", write_report(report, figures, args.out))
-    if args.readme:
-        update_readme(args.readme, report, f"{args.out.as_posix()}/", block="long" if args.joined else "leaderboard")
-
-
-def previous_report(path: Path) -> dict:
-    """The report already at `path`, which --only adds to."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a leaderboard report ({e}): move it away, or rerun without --only") from e
 
 
 def serve(argv: list[str]) -> None:
@@ -340,7 +206,7 @@ def serve(argv: list[str]) -> None:
         raise ValueError(
             f"--deadline must be over 0 and --shutdown-timeout at least 0, got {args.deadline}, {args.shutdown_timeout}"
         )
-    report = previous_report(args.report) if args.report.is_file() else {}
+    report = read_report(args.report) if args.report.is_file() else {}
     checkpoints = named_checkpoints(args.checkpoint) or {m["name"]: m["checkpoint"] for m in report.get("models", [])}
     if not checkpoints:
         raise ValueError(f"no --checkpoint NAME=PATH given, and no report at {args.report} to take them from")
@@ -375,9 +241,19 @@ def usage() -> str:
     )
 
 
+COMMANDS = {
+    "evaluate": "translate.commands.evaluate",
+    "generate": "translate.commands.generate",
+    "leaderboard": "translate.commands.leaderboard",
+}  # a module each, imported when run
+
+
 def main() -> None:
-    commands = {"average": average, "export": export, "generate": generate, "leaderboard": leaderboard, "serve": serve}
-    if sys.argv[1:2] and sys.argv[1] in commands:
+    commands = {"average": average, "export": export, "serve": serve}
+    if sys.argv[1:2] and sys.argv[1] in COMMANDS:
+        name = sys.argv[1]
+        getattr(importlib.import_module(COMMANDS[name]), name)(sys.argv[2:])
+    elif sys.argv[1:2] and sys.argv[1] in commands:
         commands[sys.argv[1]](sys.argv[2:])
     elif sys.argv[1:2] in ([], ["-h"], ["--help"]):
         print(usage())

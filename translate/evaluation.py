@@ -1,15 +1,16 @@
 """Scoring with sacreBLEU: corpus BLEU/chrF with bootstrap confidence intervals, paired significance
-between systems, and BLEU by source-sentence length (the bottleneck curve)."""
+between systems, and BLEU by source-sentence length (the bottleneck curve). BLEU is computed from each
+sentence's sufficient statistics, which evaluation records keep (records.py)."""
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import sacrebleu
-from sacrebleu.significance import PairedTest
+from sacrebleu.significance import _bootstrap_resample, _compute_p_value, estimate_ci
 
 CI_DIGITS = 4  # decimals of the bootstrap mean and CI kept from sacreBLEU's report
 
@@ -29,44 +30,83 @@ class CorpusScore:
         return asdict(self)
 
 
-def corpus_score(hypotheses: Sequence[str], references: Sequence[str], n_bootstrap: int = 1000) -> CorpusScore:
+def bleu_metric(n_bootstrap: int = 1) -> sacrebleu.BLEU:
+    """sacreBLEU's BLEU as every score here uses it: one reference per sentence, and where resampled, its
+    bootstrap of `n_bootstrap` samples seeded by SACREBLEU_SEED (so that its signature says both)."""
+    metric = sacrebleu.BLEU()
+    metric.num_refs = 1  # sacreBLEU sets this when it reads references; from statistics it never does
+    if n_bootstrap > 1:
+        metric.n_bootstrap, metric.seed = n_bootstrap, os.environ.get("SACREBLEU_SEED", "12345").lower()
+    return metric
+
+
+def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str]) -> list[list[int]]:
+    """sacreBLEU's sufficient statistics of each sentence: hypothesis and reference length, then the
+    matching and total n-grams for n = 1..4. A corpus's BLEU (or any subset's) is a function of their sum,
+    so a record that keeps them can be re-scored, bucketed and tested without its references."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    metric = sacrebleu.BLEU()
-    bleu = metric.corpus_score(list(hypotheses), [list(references)], n_bootstrap=n_bootstrap)
+    rows = sacrebleu.BLEU()._extract_corpus_statistics(list(hypotheses), [list(references)])
+    return [[int(x) for x in row] for row in rows]
+
+
+def bleu_of(statistics: Sequence[Sequence[int]], n_bootstrap: int = 1000) -> dict:
+    """Corpus BLEU from sentence statistics, with sacreBLEU's bootstrap mean and 95 % CI (its own resampling,
+    seeded by SACREBLEU_SEED as in `BLEU.corpus_score`); without resampling the mean is the score and the CI 0."""
+    metric = bleu_metric(n_bootstrap)
+    bleu = metric._compute_score_from_stats(np.sum(statistics, axis=0).tolist()).score if statistics else 0.0
+    mean, ci = bleu, 0.0
+    if n_bootstrap > 1 and statistics:
+        _, scores = _bootstrap_resample(list(statistics), metric, n_bootstrap)
+        mean, ci = (round(float(x), CI_DIGITS) for x in estimate_ci(np.array([s.score for s in scores])))
+    return {
+        "bleu": bleu,
+        "bleu_mean": mean,
+        "bleu_ci": ci,
+        "signature": str(metric.get_signature()),
+    }
+
+
+def corpus_score(hypotheses: Sequence[str], references: Sequence[str], n_bootstrap: int = 1000) -> CorpusScore:
+    """BLEU with its bootstrap CI (:func:`bleu_of`) and chrF, by sacreBLEU."""
+    bleu = bleu_of(bleu_statistics(hypotheses, references), n_bootstrap)
     chrf = sacrebleu.CHRF().corpus_score(list(hypotheses), [list(references)])
-    # sacreBLEU reports the bootstrap's mean and 95 % CI in its JSON form (absent without resampling, or at 0)
-    signature = str(metric.get_signature())
-    resampled = json.loads(bleu.format(width=CI_DIGITS, signature=signature, is_json=True))
-    return CorpusScore(
-        bleu=bleu.score,
-        bleu_mean=resampled.get("confidence_mean", bleu.score),
-        bleu_ci=resampled.get("confidence_var", 0.0),
-        chrf=chrf.score,
-        sentences=len(hypotheses),
-        signature=signature,
-    )
+    return CorpusScore(**bleu, chrf=chrf.score, sentences=len(hypotheses))
+
+
+def chrf_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+    """chrF and chrF++ (word bigrams too), each with its sacreBLEU signature."""
+    scores = {}
+    for name, metric in (("chrf", sacrebleu.CHRF()), ("chrf_pp", sacrebleu.CHRF(word_order=2))):
+        scores[name] = metric.corpus_score(list(hypotheses), [list(references)]).score
+        scores[f"{name}_signature"] = str(metric.get_signature())
+    return scores
 
 
 def paired_significance(
-    baseline: Sequence[str], system: Sequence[str], references: Sequence[str], n_samples: int = 1000
+    baseline: Sequence[Sequence[int]], system: Sequence[Sequence[int]], n_samples: int = 1000
 ) -> dict:
-    """sacreBLEU's paired bootstrap resampling test of `system` against `baseline` (Koehn 2004). Identical
-    outputs get p = 1 (sacreBLEU's test would give its floor, 1 / (n + 1), for a difference of zero)."""
-    test = PairedTest(
-        [("baseline", list(baseline)), ("system", list(system))],
-        {"BLEU": sacrebleu.BLEU()},
-        references=[list(references)],
-        test_type="bs",
-        n_samples=n_samples,
-    )
-    signatures, scores = test()
-    base, sys_ = scores["BLEU"]
+    """sacreBLEU's paired bootstrap resampling test (Koehn 2004; its `PairedTest` with test_type "bs",
+    step by step on stored sentence statistics: the same resamples, the same p-value). Identical outputs
+    get p = 1 (sacreBLEU's test would give its floor, 1 / (n + 1), for a difference of zero)."""
+    if len(baseline) != len(system):
+        raise ValueError(f"a paired test needs the same sentences: {len(baseline)} against {len(system)}")
+    metric = bleu_metric(n_samples)
+    rng = np.random.default_rng(None if metric.seed == "none" else int(metric.seed))
+    indices = rng.choice(len(system), size=(n_samples, len(system)), replace=True)
+    base, sys_ = np.array(baseline, dtype="float32"), np.array(system, dtype="float32")
+
+    def scores(stats: np.ndarray) -> np.ndarray:
+        return np.array([metric._compute_score_from_stats(sample.sum(0)).score for sample in stats[indices]])
+
+    base_bleu, sys_bleu = bleu_of(baseline, 1)["bleu"], bleu_of(system, 1)["bleu"]
+    differences = np.abs(scores(sys_) - scores(base))
+    p_value = _compute_p_value(differences - differences.mean(), abs(base_bleu - sys_bleu))
     return {
-        "baseline_bleu": base.score,
-        "system_bleu": sys_.score,
-        "p_value": 1.0 if list(baseline) == list(system) else sys_.p_value,
-        "signature": str(signatures["BLEU"]),
+        "baseline_bleu": base_bleu,
+        "system_bleu": sys_bleu,
+        "p_value": 1.0 if np.array_equal(base, sys_) else p_value,
+        "signature": str(metric.get_signature()),
     }
 
 
@@ -107,19 +147,15 @@ def bucket_of(length: int, edges: Sequence[int]) -> int:
 
 
 def bleu_by_length(
-    sources: Sequence[str],
-    hypotheses: Sequence[str],
-    references: Sequence[str],
-    edges: Sequence[int],
-    n_bootstrap: int = 1000,
+    lengths: Sequence[int], statistics: Sequence[Sequence[int]], edges: Sequence[int], n_bootstrap: int = 1000
 ) -> list[dict]:
-    """BLEU (with CI) of each source-length bucket, lengths counted in whitespace-separated words."""
-    lengths = [len(s.split()) for s in sources]
+    """BLEU (with CI) of each source-length bucket, from each sentence's source length (in words) and its
+    BLEU statistics (:func:`bleu_statistics`)."""
     rows = []
     for b, lo in enumerate(edges):
         members = [i for i, n in enumerate(lengths) if bucket_of(n, edges) == b]
         hi = edges[b + 1] - 1 if b + 1 < len(edges) else max(lengths)
-        score = corpus_score([hypotheses[i] for i in members], [references[i] for i in members], n_bootstrap)
+        score = bleu_of([statistics[i] for i in members], n_bootstrap)
         label = f"{lo}-{hi}" if hi > lo else str(lo)
-        rows.append({"bucket": label, "min_words": lo, "max_words": hi, **score.as_dict()})
+        rows.append({"bucket": label, "min_words": lo, "max_words": hi, "sentences": len(members), **score})
     return rows

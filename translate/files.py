@@ -31,6 +31,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def check_writable(directory: Path) -> None:
+    """Fail early, naming the directory, when files cannot be written there."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise PermissionError(f"directory {directory} is not writable ({type(e).__name__}: {e})") from e
+
+
 def write_lines(path: Path, lines: list[str]) -> None:
     """One line per string, each ended by a newline, written atomically (UTF-8)."""
     atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8"))

@@ -282,7 +282,7 @@ def describe(name: str, checkpoint: Path, model: Seq2SeqModule | ExportedTransfo
         "languages": list(model.languages or []),
         "decoding": {"beam_size": model.decoding.beam_size, "alpha": model.decoding.alpha},
         "test_bleu": bleu,
-        "test_split": None if bleu is None else report.get("data", {}).get("split", "test"),
+        "test_split": None if bleu is None else report.get("test_set", {}).get("split", "test"),
     }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ from translate.checkpoints import (
     set_random_state,
 )
 from translate.evaluation import CorpusScore, corpus_score
-from translate.files import write_json, write_lines
+from translate.files import write_lines
 from translate.models.loss import output_cross_entropy
 from translate.search import Decoding, Hypothesis, State, search
 from translate.tokenizer import PAD_ID, SharedTokenizer
@@ -82,6 +82,8 @@ class Seq2SeqModule(L.LightningModule):
         self.languages: tuple[str, str] | None = None  # (source, target) of the training data
         self.decoding = Decoding()
         self._hypotheses: dict[int, list[int]] = {}
+        self.test_translations: list[str] = []  # of the last test loop, in corpus order (cli.py records them)
+        self.test_seconds = 0.0
         self.run: str | None = None  # the training run's id, shared by all its checkpoints
         self.finished = False  # whether that run got to its end (epochs, steps or time)
         self._resumed_rng_state: dict[str, Any] | None = None
@@ -232,27 +234,11 @@ class Seq2SeqModule(L.LightningModule):
             self.log("val/bleu", self._score("validation")[1].bleu, prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        translations, score = self._score("test")
+        """Score the test split; the translations stay for the evaluation record `translate test` writes."""
+        self.test_translations, score = self._score("test")
+        self.test_seconds = time.perf_counter() - self._test_start
         self.log("test/bleu", score.bleu)
         self.log("test/chrf", score.chrf)
-        out = Path(self.trainer.log_dir or ".")  # a collective call under DDP: every rank makes it
-        if not self.trainer.is_global_zero:
-            return
-        write_lines(out / "test_hypotheses.txt", translations)
-        result = {
-            "model": type(self).__name__,
-            "checkpoint": self.trainer.ckpt_path,
-            "parameters": sum(p.numel() for p in self.parameters()),
-            **score.as_dict(),
-            **asdict(self.decoding),
-            "decode_seconds": round(time.perf_counter() - self._test_start, 1),
-        }
-        write_json(out / "test_results.json", result)
-        hypotheses = out / "test_hypotheses.txt"
-        self.print(
-            f"test: BLEU = {score.bleu:.2f}, chrF = {score.chrf:.2f}\nsignature: {score.signature}\n"
-            f"hypotheses: {hypotheses}"
-        )
 
     def on_predict_epoch_end(self) -> None:
         """Write the translations of the whole split, one line per source in corpus order, beside the logs."""
