@@ -217,6 +217,15 @@ def test_committed_reports_render_from_the_committed_records(folder):
     report = json.loads(files["leaderboard.json"])
     same_plots = report["matplotlib"] == matplotlib.__version__  # another version draws other PNG bytes
     for name, data in files.items():
+        if name == "leaderboard.json" and not same_plots:  # it names the version that drew the figures
+            data = (
+                json.dumps(
+                    {**report, "matplotlib": json.loads((directory / name).read_bytes())["matplotlib"]},
+                    indent=2,
+                    ensure_ascii=False,
+                )
+                + "\n"
+            ).encode()
         if same_plots or not name.endswith(".png"):
             assert data == (directory / name).read_bytes(), name
     block = "long" if report["test_set"]["joined"] != [1] else "leaderboard"
