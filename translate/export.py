@@ -255,7 +255,7 @@ class ExportedTransformer:
         self.architecture = f"{self.metadata['architecture']} (CTranslate2 {self.metadata['quantization']})"
         self.num_parameters = self.metadata["parameters"]
         # on the CPU one thread per batch and `threads` batches at once: 1.9x the sentences/s of one batch on
-        # two threads (2 cores, benchmarks/results/ctranslate2_speed.md); so each batch is split among them
+        # two threads (2 cores, benchmarks/decoding_speed/ctranslate2_speed.md); so each batch is split among them
         self.workers = (threads or torch.get_num_threads()) if device == "cpu" else 1
         self.translator = ctranslate2.Translator(
             str(directory), device=device, inter_threads=self.workers, intra_threads=1 if device == "cpu" else 0

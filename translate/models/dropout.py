@@ -3,7 +3,7 @@
 torch's CPU dropout draws a Bernoulli sample per element from its serial generator. This one draws 16
 random bits per element, four elements to one 64-bit draw, and keeps an element when its bits fall below
 (1 - p) * 2**16: the same distribution with the keep probability rounded to 1/65536, two to three times
-faster forward and backward (benchmarks/results/train_levers.md). On other devices torch's own dropout is used.
+faster forward and backward (benchmarks/training_speed/train_levers.md); other devices use torch's own dropout.
 """
 
 from __future__ import annotations

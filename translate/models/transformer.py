@@ -20,7 +20,7 @@ from translate.tokenizer import PAD_ID
 
 # Every backend of scaled_dot_product_attention but cuDNN's, which torch prefers on Hopper GPUs: it builds a graph
 # for each new shape, and variable-length batches and step-by-step decoding bring new shapes at every call
-# (benchmarks/results/gpu_attention.md). On CPUs torch's choice is among these anyway. `encode` and `_decode`
+# (benchmarks/gpu/gpu_attention.md). On CPUs torch's choice is among these anyway. `encode` and `_decode`
 # run under it.
 ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 

@@ -1,0 +1,93 @@
+"""Load on `translate serve`: concurrent clients against 127.0.0.1, with and without request batching.
+
+Starts `translate serve --max-batch B` as its own process for each B, alternately (rounds of every B,
+so the VM's drift hits them alike), then `--clients` clients each send `--requests` requests of one
+test sentence, one after the other, and stop. Every answer is checked against the model's own
+translation of that sentence (made here first, alone); the results give failed requests, answers that
+differ, throughput and p50/p95 latency per B.
+
+    python -m benchmarks.serving.serve_load --checkpoint bahdanau=checkpoints/bahdanau/best-….ckpt
+"""
+
+import argparse
+import asyncio
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.common import write_results
+from benchmarks.serving.harness import client, free_port, sentences_and_translations, start_server
+
+
+async def load(port: int, name: str, sentences: list[str], expected: list[str], clients: int, requests: int) -> dict:
+    url = f"http://127.0.0.1:{port}/translate"
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        began = time.perf_counter()
+        runs = [client(http, url, name, sentences, expected, c * requests, requests) for c in range(clients)]
+        outcomes = [o for run in await asyncio.gather(*runs) for o in run]
+        wall = time.perf_counter() - began
+    latencies = sorted(seconds for seconds, _ in outcomes)
+    failed = [outcome for _, outcome in outcomes if outcome not in ("ok", "differs")]
+    return {
+        "requests": len(outcomes),
+        "failed": len(failed),
+        "failures": failed[:5],
+        "differ": sum(outcome == "differs" for _, outcome in outcomes),
+        "seconds": round(wall, 2),
+        "requests_per_second": round(len(outcomes) / wall, 2),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, metavar="NAME=PATH")
+    parser.add_argument("--dataset", default="../shared/data/multi30k")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=25, help="per client")
+    parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--name", default="serve_load", help="<name>.json and .md beside this script")
+    args = parser.parse_args()
+    name, path = args.checkpoint.split("=", 1)
+    total = args.clients * args.requests
+    sentences, expected = sentences_and_translations(path, args.dataset, total)  # each alone, as with --max-batch 1
+    runs = []
+    for round_ in range(args.rounds):
+        for max_batch in args.max_batch:
+            port = free_port()
+            server = start_server(args.checkpoint, port, "--max-batch", str(max_batch))
+            try:
+                result = asyncio.run(load(port, name, sentences, expected, args.clients, args.requests))
+            finally:
+                server.terminate()
+                server.wait(30)
+            runs.append({"round": round_ + 1, "max_batch": max_batch, **result})
+            print(runs[-1], flush=True)
+    write_results(
+        Path(__file__).parent,
+        args.name,
+        {"model": name, "checkpoint": path, "clients": args.clients, "runs": runs},
+        table(runs),
+    )
+
+
+def table(runs: list[dict]) -> str:
+    lines = [
+        "| round | max batch | requests | failed | differ | seconds | requests/s | p50 ms | p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['round']} | {r['max_batch']} | {r['requests']} | {r['failed']} | {r['differ']} | {r['seconds']} "
+            f"| {r['requests_per_second']} | {r['p50_ms']} | {r['p95_ms']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
