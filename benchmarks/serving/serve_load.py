@@ -22,6 +22,7 @@ from benchmarks.serving.harness import client, free_port, sentences_and_translat
 
 
 async def load(port: int, name: str, sentences: list[str], expected: list[str], clients: int, requests: int) -> dict:
+    """All `clients` at once, `requests` each: failures, differing answers, throughput and latency."""
     url = f"http://127.0.0.1:{port}/translate"
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
