@@ -2,13 +2,12 @@
 
     python -m benchmarks.training_speed.train_profile --dataset ../shared/data/multi30k
 
-The update is the Trainer's, without its hooks: loss, backward, gradient clipping, the config's optimizer.
-Reported: self CPU time per operator (the top `--top`) and the share of the matrix multiplications (`aten::mm`,
-`addmm`, `bmm`), the part only a faster matmul library can shrink (the profiler's own cost falls on the many small
-operators, so that share is if anything understated). Then a ceiling: `--steps` more updates timed without the
-profiler, each run again on the same batch while its matmuls are recorded (operands copied, strides kept) and
-replayed back to back, alone, best of three: the tokens/s were everything else (elementwise operators, the loss,
-the optimizer, Python) free.
+The update is the Trainer's without its hooks (loss, backward, gradient clipping, the config's optimizer). Reported:
+self CPU time of the `--top` operators and the share of the matrix multiplications, the part only a faster matmul
+library can shrink (the profiler's own cost falls on the many small operators: that share is if anything
+understated). Then a ceiling: `--steps` more updates timed without the profiler, each run again while its matmuls
+are recorded (operands copied, strides kept) and replayed back to back, alone, best of three: the tokens/s were
+everything else (elementwise operators, the loss, the optimizer, Python) free.
 """
 
 import argparse
@@ -107,10 +106,10 @@ def report(r: dict) -> str:
     text = f"{r['config']} at {r['max_tokens']} tokens, {r['updates']} updates ({r['target_tokens']} target tokens) "
     text += f"under the profiler: {r['self_ms_per_update']} ms of operator time per update, "
     text += f"**{r['matmul_share']:.1%} in matrix multiplications** ({', '.join(sorted(MATMULS))}).\n\n"
-    text += "| operator | calls | self ms per update | share |\n|---|---:|---:|---:|\n"
-    text += "\n".join(
+    rows = [
         f"| `{o['operator']}` | {o['calls']} | {o['self_ms_per_update']} | {o['share']:.1%} |" for o in r["operators"]
-    )
+    ]
+    text += "| operator | calls | self ms per update | share |\n|---|---:|---:|---:|\n" + "\n".join(rows)
     text += f"\n\nCeiling, {r['ceiling_updates']} further updates ({r['ceiling_target_tokens']} target tokens) without "
     text += f"the profiler: {r['ms_per_update']} ms per update, {r['target_tokens_per_s']:.0f} target tokens/s. Their "
     text += f"matrix multiplications alone, replayed back to back: {r['matmul_replay_ms_per_update']} ms per update "
