@@ -9,6 +9,7 @@ import matplotlib
 import pytest
 import sacrebleu
 import torch
+import yaml
 from sacrebleu.significance import PairedTest
 
 from conftest import train_tiny
@@ -286,10 +287,13 @@ def test_leaderboard_rejects_unknown_checkpoint_name_and_bad_joined(tmp_path):
 
 def test_leaderboard_refuses_configs_that_test_on_different_sets(checkpoints, tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    joined = yaml.safe_load((ROOT / "configs" / "quick" / "transformer.yaml").read_text())
+    joined["data"]["eval_join"] = 4  # its test split is read in runs of 4
+    (tmp_path / "transformer.yaml").write_text(yaml.safe_dump(joined))
     args = [
         "--configs",
         str(ROOT / "configs" / "quick" / "gru.yaml"),
-        str(ROOT / "configs" / "long" / "transformer.yaml"),  # its test split is read in runs of 4
+        str(tmp_path / "transformer.yaml"),
         f"--checkpoint=gru={checkpoints[0]}",
         f"--checkpoint=transformer={checkpoints[2]}",
         f"--data.dataset={tiny_corpus}",
