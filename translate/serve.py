@@ -2,6 +2,7 @@
 them side by side.
 
     POST /translate  {"text": str | [str], "model": NAME | "all", "beam_size"?, "alpha"?, "attention"?}
+    GET  /openapi.json, /docs   the bodies' schemas (serve_schema.py), an example request
     GET  /models     name, architecture, parameters, test BLEU (from the leaderboard report) of each model
     GET  /figures    the leaderboard figures the page links to
     GET  /health     200 {"status": "ok", ...} while every model's worker runs; 503 "degraded" naming
@@ -16,21 +17,24 @@ GRU, its context vector. A client that goes away is dropped from the queue.
 
 What is guaranteed (the limits are :class:`Limits`, defaults in brackets): every /translate request
 gets an answer, and every error it gets is JSON {"error": message naming the limit or the problem}:
-- 400 for a malformed request; 413 for a body over `body_bytes` (1 MB), over `texts` (64) texts,
-  `characters` (5,000) a text or `total_characters` (20,000) in all, over `sentences` (256)
-  sentences, a sentence over a model's source limit, or (with attention) over `attention_cells`
-  (200,000) cells of attention from all asked models, counted before decoding as each sentence's
-  source tokens x the longest output it may get (the GRU's context vectors, one a sentence, are not);
+- 422 for a body that the request's schema (serve_schema.py; /openapi.json, /docs) refuses: not JSON
+  (or nested too deep), not an object, a missing, unknown or mistyped field, a value out of range, an
+  unknown model; "detail" then lists each problem's `loc`, `msg` and `type`, as FastAPI does;
+- 413 for a body over `body_bytes` (1 MB), over `texts` (64) texts, `characters` (5,000) a text or
+  `total_characters` (20,000) in all, over `sentences` (256) sentences, a sentence over a model's
+  source limit, or (with attention) over `attention_cells` (200,000) cells of attention from all
+  asked models, counted before decoding as each sentence's source tokens x the longest output it
+  may get (the GRU's context vectors, one a sentence, are not);
 - 408 when the body takes over `body_seconds` (10 s) to arrive;
 - 503 with Retry-After: 1 when an asked model's queue already holds `queue` (64) requests (then no
   model takes the request), its worker has died, or the server is shutting down;
 - 504 when it is not answered within `deadline_seconds` (30 s): its jobs leave the queues,
   untranslated unless their batch had started;
 - 500 when a model fails on it (the others in its batch are translated again alone).
-The body is parsed and checked (sentences split, tokenized) in a thread, the answers built in the
-model's thread and rendered to JSON in a thread, so the event loop (and /health) stays quick under
-load. Past `translate serve --max-connections` (256) connections, uvicorn answers 503 (plain text)
-itself. On shutdown (SIGTERM, Ctrl+C) the server stops accepting connections, lets queued work
+The body is parsed and checked (by its schema, then sentences split, tokenized) in a thread, the
+answers built in the model's thread and rendered to JSON in a thread, so the event loop (and /health)
+stays quick under load. Past `translate serve --max-connections` (256) connections, uvicorn answers
+503 (plain text) itself. On shutdown (SIGTERM, Ctrl+C) the server stops accepting connections, lets queued work
 finish for up to `shutdown_seconds` (`--shutdown-timeout`, 10 s), then answers what is left 503.
 """
 
@@ -48,14 +52,29 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from torch import Tensor
 
 from translate.export import ExportedTransformer
 from translate.models.base import Seq2SeqModule
-from translate.serve_limits import Limits, Query, RequestError, check_query, has_context, parse_query, read_body
-from translate.translator import Translation, Translator
+from translate.serve_limits import Limits, Query, RequestError, check_query, has_context, read_body
+from translate.serve_schema import (
+    ERRORS,
+    Figure,
+    Figures,
+    Health,
+    Models,
+    Ready,
+    TranslateRequest,
+    TranslateResponse,
+    invalid,
+    model_result,
+    parse_query,
+    refused,
+    request_model,
+)
+from translate.translator import Translator
 
 __all__ = ["Limits", "Server", "create_app"]
 
@@ -172,32 +191,6 @@ class Worker:
         ]
 
 
-def rounded(tensor: Tensor) -> list:
-    return tensor.double().round(decimals=4).tolist()
-
-
-def sentence_details(translation: Translation, kind: str) -> list[dict] | None:
-    """Each sentence's attention (source and target subwords, weights (target, source)) or context vector
-    (`kind`); None where the model has none."""
-    parts = [t for t in translation.sentences or [translation] if getattr(t, kind) is not None]
-    if not parts:
-        return None
-    key, value = ("weights", rounded) if kind == "attention" else ("vector", lambda c: rounded(c[0]))
-    return [{"source": t.source_pieces, "target": t.target_pieces, key: value(getattr(t, kind))} for t in parts]
-
-
-def model_result(query: Query, translations: list[Translation], seconds: float, batch: int) -> dict:
-    """One model's answer: translations and scores shaped as the request's text; with `attention`, each
-    text's attention or context vectors, sentence by sentence."""
-    result = {"translations": [t.text for t in translations], "scores": [round(t.score, 4) for t in translations]}
-    if query.attention:
-        result["attention"] = [sentence_details(t, "attention") for t in translations]
-        result["context"] = [sentence_details(t, "context") for t in translations]
-    if query.single:
-        result = {key: value[0] for key, value in result.items()}
-    return {**result, "milliseconds": round(1000 * seconds, 1), "batch_requests": batch}
-
-
 class Pool:
     """The models' workers: they take a query's jobs or refuse the whole query, and drain on shutdown."""
 
@@ -286,21 +279,17 @@ def describe(name: str, checkpoint: Path, model: Seq2SeqModule | ExportedTransfo
     }
 
 
-async def refused(request: Request, error: RequestError) -> JSONResponse:
-    return JSONResponse({"error": str(error)}, status_code=error.status, headers=error.headers)
-
-
 async def disconnected(request: Request) -> None:
     """Returns when the client has gone away (the body is read by then)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
 
-async def answer(request: Request, pool: Pool) -> Response:
-    """Every asked model's answer to the request; if the client goes away first, or the deadline passes
-    (this is cancelled), its jobs leave the queues."""
+async def answer(request: Request, pool: Pool, schema: type[TranslateRequest]) -> Response:
+    """Every asked model's answer to the request (its body checked by `schema`); if the client goes away
+    first, or the deadline passes (this is cancelled), its jobs leave the queues."""
     body = await read_body(request, pool.limits)
-    query = await asyncio.to_thread(parse_query, body, list(pool.workers), pool.limits)
+    query = await asyncio.to_thread(parse_query, body, schema, list(pool.workers))
     pool.admit(query)  # before the costlier checks: an overloaded server refuses at once
     await asyncio.to_thread(check_query, query, pool.translators, pool.limits)
     jobs = pool.submit(query)
@@ -329,69 +318,82 @@ def create_app(
     Its workers are `app.state.pool`."""
     limits = limits or Limits()
     pool = Pool({name: Worker(name, translator, max_batch) for name, (_, translator) in models.items()}, limits)
-    described = [describe(name, path, translator.model, report or {}) for name, (path, translator) in models.items()]
-    figures = [
-        {"title": title, "url": f"/reports/{file}"}
-        for title, file in FIGURES.items()
-        if reports is not None and (reports / file).is_file()
-    ]
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for worker in pool.workers.values():
-            worker.start()
-        yield
-        await pool.drain()
-
-    app = FastAPI(title="translate", lifespan=lifespan, docs_url=None, redoc_url=None)  # their pages load a CDN
+    app = FastAPI(title="translate", lifespan=lifespan, redoc_url=None)  # /docs loads Swagger UI from a CDN
     app.state.pool = pool
     app.mount("/page", StaticFiles(directory=PAGE), name="page")
     if reports is not None and reports.is_dir():
         app.mount("/reports", StaticFiles(directory=reports), name="reports")
     app.add_exception_handler(RequestError, refused)
+    app.add_exception_handler(RequestValidationError, invalid)
+    described = [describe(name, path, translator.model, report or {}) for name, (path, translator) in models.items()]
+    files = {title: file for title, file in FIGURES.items() if reports is not None and (reports / file).is_file()}
+    found = Figures(figures=[Figure(title=title, url=f"/reports/{file}") for title, file in files.items()])
+    add_info_routes(app, pool, Models.model_validate({"models": described}), found)
+    add_translate_route(app, pool, request_model(limits, list(pool.workers)))
+    return app
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the workers; on shutdown, drain them."""
+    pool = app.state.pool
+    for worker in pool.workers.values():
+        worker.start()
+    yield
+    await pool.drain()
+
+
+def add_info_routes(app: FastAPI, pool: Pool, models: Models, found: Figures) -> None:
+    """The page, /health, /ready, /models and /figures."""
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(PAGE / "index.html")
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        return JSONResponse(state(pool), status_code=503 if pool.dead else 200)
+    @app.get("/health", responses={503: {"model": Health, "description": "a model's worker has stopped"}})
+    async def health(response: Response) -> Health:
+        """Each model's worker (503 if one has stopped: restart the server), its queue, translated texts."""
+        response.status_code, workers = 503 if pool.dead else 200, pool.workers.items()
+        return Health(
+            status="degraded" if pool.dead else "ok",
+            models=list(pool.workers),
+            dead=pool.dead,
+            queued={name: len(worker.queue) for name, worker in workers},
+            queue_limit=pool.limits.queue,
+            translating={name: worker.translating for name, worker in workers},
+            translated={name: worker.translated for name, worker in workers},
+        )
 
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
+    @app.get("/ready", response_model_exclude_none=True, responses={503: {"model": Ready, "description": "not ready"}})
+    async def ready(response: Response) -> Ready:
+        """Whether the server takes requests: every worker runs, and it is not shutting down."""
         if pool.dead or pool.closing is not None:
+            response.status_code = 503
             reason = f"dead workers: {', '.join(pool.dead)}" if pool.dead else "shutting down"
-            return JSONResponse({"status": "not ready", "error": reason}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return Ready(status="not ready", error=reason)
+        return Ready(status="ready")
 
     @app.get("/models")
-    async def list_models() -> dict:
-        return {"models": described}
+    async def list_models() -> Models:
+        """The served models: architecture, parameters, decoding settings, test BLEU."""
+        return models
 
     @app.get("/figures")
-    async def list_figures() -> dict:
-        return {"figures": figures}
+    async def list_figures() -> Figures:
+        """The leaderboard figures that the page links to."""
+        return found
 
-    @app.post("/translate")
+
+def add_translate_route(app: FastAPI, pool: Pool, schema: type[TranslateRequest]) -> None:
+    """POST /translate, its body read within the limits and checked by `schema` here, not by FastAPI (so it
+    reaches the OpenAPI schema by `openapi_extra`); TranslateResponse documents the answer, not checked."""
+    body = {"required": True, "content": {"application/json": {"schema": schema.model_json_schema()}}}
+
+    @app.post("/translate", response_model=TranslateResponse, responses=ERRORS, openapi_extra={"requestBody": body})
     async def translate(request: Request) -> Response:
+        """Each asked model's translations, shaped as the text; with `attention`, per sentence, its
+        attention (subwords, weights) or the GRU's context vector."""
         try:
-            return await asyncio.wait_for(answer(request, pool), limits.deadline_seconds)
+            return await asyncio.wait_for(answer(request, pool, schema), pool.limits.deadline_seconds)
         except asyncio.TimeoutError:
-            raise RequestError(f"no answer within the deadline of {limits.deadline_seconds:g} s", 504) from None
-
-    return app
-
-
-def state(pool: Pool) -> dict:
-    """What GET /health says: each model's worker, waiting and translating requests, translated texts."""
-    workers = pool.workers.items()
-    return {
-        "status": "degraded" if pool.dead else "ok",
-        "models": list(pool.workers),
-        "dead": pool.dead,
-        "queued": {name: len(worker.queue) for name, worker in workers},
-        "queue_limit": pool.limits.queue,
-        "translating": {name: worker.translating for name, worker in workers},
-        "translated": {name: worker.translated for name, worker in workers},
-    }
+            raise RequestError(f"no answer within the deadline of {pool.limits.deadline_seconds:g} s", 504) from None
