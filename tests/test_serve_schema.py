@@ -125,13 +125,17 @@ def test_any_content_type_is_read_as_json(client):
 
 
 def test_answers_are_what_the_response_schema_says(client):
-    for text in ("Hund.\nKatze.", ["Hund.", "", "Katze. Hund."]):
+    for text, none in (("Hund.\nKatze.", None), (["Hund.", "", "Katze. Hund."], [None] * 3)):
         for attention in (False, True):
             response = client.post("/translate", json={"text": text, "beam_size": 1, "attention": attention})
             results = TranslateResponse.model_validate(response.json()).results
-            assert list(results) == ["gru", "transformer"]
-            assert (results["gru"].context is not None) == attention and results["gru"].attention is None
-            assert (results["transformer"].attention is not None) == attention
+            gru, transformer = results["gru"], results["transformer"]
+            assert list(results) == ["gru", "transformer"] and type(gru.translations) is type(text)
+            if attention:  # the GRU has a context vector, the Transformer attention
+                assert gru.attention == none and transformer.context == none
+                assert gru.context is not None and transformer.attention is not None
+            else:
+                assert gru.attention is gru.context is transformer.attention is transformer.context is None
 
 
 def test_the_schema_shows_typed_fields_the_limits_and_an_example(client):
