@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 
 from translate import Translator
-from translate.cli import cli
+from translate.commands.lightning import cli
 from translate.data import TranslationDataModule
 from translate.models import BahdanauSeq2Seq, GRUSeq2Seq, Seq2SeqModule, TransformerSeq2Seq
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from torch.nn.utils.rnn import pad_sequence
 
 from conftest import DE, make_pairs, tiny_model
-from translate.cli import export as export_command
+from translate.commands.export import export as export_command
 from translate.export import ExportedTransformer, export, is_exported
 from translate.records import weights_digest
 from translate.search import Decoding, max_output_lengths

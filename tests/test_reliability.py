@@ -14,7 +14,7 @@ import torch
 import translate.files
 from conftest import cli_args
 from translate.checkpoints import SafeCheckpointIO, average_checkpoints
-from translate.cli import cli
+from translate.commands.lightning import cli
 from translate.data import TranslationDataModule
 
 TESTS = Path(__file__).parent

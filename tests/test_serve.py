@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from conftest import DE, EN, tiny_model
-from translate.cli import serve
+from translate.commands.serve import serve
 from translate.serve import Limits, Server, create_app
 from translate.translator import Translator
 

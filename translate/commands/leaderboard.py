@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from translate.checkpoints import best_checkpoint, finished
-from translate.cli import cli, named_checkpoints
+from translate.commands.arguments import named_checkpoints
+from translate.commands.lightning import cli
 from translate.files import check_writable
 from translate.records import (
     Record,
