@@ -152,6 +152,7 @@ def test_what_cannot_be_exported_or_loaded_is_refused(tiny_dm, tmp_path, trained
             "hyper_parameters": dict(gru.hparams),
             "state_dict": gru.state_dict(),
             "tokenizer": gru.tokenizer.to_bytes(),
+            "decoding": {},
         },
         checkpoint,
     )

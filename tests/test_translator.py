@@ -158,20 +158,10 @@ def test_translating_loads_no_training_data_code(trained, tmp_path):
     assert out.stdout.strip() == "[]"
 
 
-def test_checkpoint_from_before_the_decoding_section_still_loads(trained, tmp_path):
-    """Older checkpoints kept the decoding settings among the model's hyper-parameters (and train_threads)."""
-    old = torch.load(trained, map_location="cpu", weights_only=True)
-    old.pop("decoding")
-    old["hyper_parameters"] = {**old["hyper_parameters"], "beam_size": 3, "alpha": 0.7, "train_threads": 1}
-    torch.save(old, tmp_path / "old.ckpt")
-    translator = Translator.from_checkpoint(tmp_path / "old.ckpt")
-    assert (translator.model.decoding.beam_size, translator.model.decoding.alpha) == (3, 0.7)
-    assert translator.translate(DE[:3]) == EN[:3]
-    assert Seq2SeqModule.load_from_checkpoint(tmp_path / "old.ckpt").decoding == translator.model.decoding
-    new = Seq2SeqModule.load_from_checkpoint(trained, dropout=0.0)  # Lightning's loader, a hyper-parameter replaced
-    assert new.decoding == Decoding(**torch.load(trained, weights_only=True)["decoding"]) and new.hparams.dropout == 0.0
-    averaged = average_checkpoints([tmp_path / "old.ckpt", trained])  # one run saved before and after the change
-    assert averaged["state_dict"].keys() == old["state_dict"].keys()
+def test_lightnings_loader_keeps_the_decoding_and_replaces_a_hyper_parameter(trained):
+    model = Seq2SeqModule.load_from_checkpoint(trained, dropout=0.0)
+    assert model.decoding == Decoding(**torch.load(trained, weights_only=True)["decoding"])
+    assert model.hparams.dropout == 0.0
 
 
 def test_decoding_settings_are_plain_numbers():

@@ -37,16 +37,13 @@ from translate.tokenizer import SharedTokenizer
 if TYPE_CHECKING:  # a translate model (models/base.py's Seq2SeqModule), which imports this module
     from lightning import LightningModule as Seq2SeqModule
 
-REQUIRED = ("model_class", "hyper_parameters", "state_dict", "tokenizer")
+REQUIRED = ("model_class", "hyper_parameters", "state_dict", "tokenizer", "decoding")
 # the only classes a checkpoint may name (class name: its module); a checkpoint records `module.class`
 MODEL_CLASSES = {
     "GRUSeq2Seq": "translate.models.gru",
     "BahdanauSeq2Seq": "translate.models.bahdanau",
     "TransformerSeq2Seq": "translate.models.transformer",
 }
-# hyper-parameters of checkpoints written before the decoding settings had a section of their own (and
-# before training in shards was removed): decoding ones become the checkpoint's Decoding, the rest is dropped
-LEGACY = (*(f.name for f in fields(Decoding) if f.name != "n_best"), "train_threads")
 PLAIN = (bool, int, float, str, type(None))
 
 
@@ -82,11 +79,6 @@ def set_random_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def without_legacy(hparams: dict[str, Any]) -> dict[str, Any]:
-    """Hyper-parameters without the old decoding and shard settings (see LEGACY)."""
-    return {k: v for k, v in hparams.items() if k not in LEGACY}
-
-
 def read_checkpoint(path: str | Path) -> dict:
     """The contents of a `translate` checkpoint (weights, hyper-parameters, tokenizer); errors name the file."""
     path = Path(path)
@@ -115,11 +107,8 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def decoding_of(checkpoint: dict) -> Decoding:
-    """The decoding settings a checkpoint was saved with (older ones kept them among the hyper-parameters)."""
-    names = {f.name for f in fields(Decoding)}
-    return checked_decoding(
-        checkpoint.get("decoding") or {k: v for k, v in checkpoint["hyper_parameters"].items() if k in names}
-    )
+    """The decoding settings a checkpoint was saved with."""
+    return checked_decoding(checkpoint["decoding"])
 
 
 def checked_decoding(stored: object) -> Decoding:
@@ -188,7 +177,7 @@ def checked_hyper_parameters(checkpoint: dict, model_class: type) -> dict[str, A
         if not isinstance(hparams.get(key), str | None) or hparams.get(key) not in values:
             raise ValueError(f"hyper_parameters[{key!r}] is {hparams.get(key)!r}, not {name}'s: refused")
     arguments = model_arguments(model_class)
-    given = {k: v for k, v in without_legacy(hparams).items() if k not in allowed}
+    given = {k: v for k, v in hparams.items() if k not in allowed}
     for key, value in given.items():
         if key not in arguments:
             raise ValueError(f"hyper_parameters[{key!r}] is not an argument of {model_class.__name__}: refused")
@@ -248,11 +237,6 @@ def check_languages(trained: Sequence[str] | None, given: Sequence[str] | None, 
         raise ValueError(f"{model} was trained on {'→'.join(trained)} but {data} is {'→'.join(given)}")
 
 
-def comparable(checkpoint: dict, key: str) -> object:
-    """A checkpoint's `key`, hyper-parameters without the legacy ones (two formats of one run compare equal)."""
-    return without_legacy(checkpoint[key]) if key == "hyper_parameters" else checkpoint[key]
-
-
 def average_checkpoints(paths: Sequence[str | Path]) -> dict:
     """A checkpoint whose weights are the element-wise mean of those in `paths` (checkpoint averaging,
     as fairseq's average_checkpoints.py); everything else (hyper-parameters, tokenizer, epoch, step,
@@ -264,7 +248,7 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict:
     last = checkpoints[-1]
     for path, checkpoint in zip(paths, checkpoints, strict=True):
         for key in ("model_class", "hyper_parameters", "tokenizer"):
-            if comparable(checkpoint, key) != comparable(last, key):
+            if checkpoint[key] != last[key]:
                 raise ValueError(f"checkpoint {path} differs from {paths[-1]} in its {key}: not one model")
         if checkpoint.get("run") != last.get("run"):
             raise ValueError(f"checkpoint {path} is of another training run than {paths[-1]}: not one model")

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from translate.checkpoints import LEGACY, SafeCheckpointIO, check_resume, read_checkpoint
+from translate.checkpoints import SafeCheckpointIO, check_resume, read_checkpoint
 from translate.data import TranslationDataModule
 from translate.models import Seq2SeqModule
 from translate.records import datamodule_test_set, model_identity, record_folder, write_record
@@ -42,16 +42,6 @@ class TranslateCLI(LightningCLI):
             self.trainer.callbacks = [cb for cb in self.trainer.callbacks if not isinstance(cb, ModelCheckpoint)]
         folders = sorted({Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks if cb.dirpath})
         check_resume(folders, self.config.fit.ckpt_path)
-
-    def before_instantiate_classes(self) -> None:
-        """With --ckpt_path Lightning passes the checkpoint's hyper-parameters to the model; those of
-        checkpoints written before decoding had a section of its own (checkpoints.LEGACY) are dropped."""
-        model = (self.config[self.subcommand] if self.subcommand else self.config).model
-        for key in ("init_args", "dict_kwargs"):
-            arguments = model.get(key)
-            for name in LEGACY:
-                if arguments and name in arguments:
-                    del arguments[name]
 
     def after_instantiate_classes(self) -> None:
         self.model.decoding = (self.config_init[self.subcommand] if self.subcommand else self.config_init).decoding
