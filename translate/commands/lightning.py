@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -27,10 +28,12 @@ class TranslateCLI(LightningCLI):
         # how to decode is no model argument: with --ckpt_path the config's and the command line's apply
         parser.add_class_arguments(Decoding, "decoding")
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
-        """Parse, then check a --ckpt_path file before Lightning reads its hyper-parameters into the config:
-        a checkpoint names no class or argument that is not a translate model's (checkpoints.py)."""
-        super().parse_arguments(parser, args)
+    def parse_arguments(self, parser: LightningArgumentParser, args: list[str] | None) -> None:
+        """Parse `args` (None: the command line; cli.py passes the arguments after `translate`, so Lightning's
+        warning about args given beside a command line does not apply), then check a --ckpt_path file before
+        Lightning reads its hyper-parameters into the config: a checkpoint names no class or argument that is not
+        a translate model's (checkpoints.py)."""
+        self.config = parser.parse_args(args)
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
         if ckpt_path and Path(ckpt_path).is_file():
             read_checkpoint(ckpt_path)
@@ -60,7 +63,7 @@ class TranslateCLI(LightningCLI):
         record = write_record(folder, identity, test_set, decoding, model.test_translations, model.test_seconds)
         print(f"test: BLEU = {record['scores']['bleu']:.2f}, evaluation record: {folder}")
 
-    def instantiate_trainer(self, **kwargs) -> Trainer:
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The configured Trainer, saving checkpoints atomically and loading them checked (SafeCheckpointIO)
         unless the config chose another CheckpointIO."""
         trainer = super().instantiate_trainer(**kwargs)
