@@ -13,6 +13,7 @@ from conftest import CONFIGS, TINY, cli_args, make_pairs, quiet_trainer, run_cli
 from translate.batching import Batch
 from translate.data import TranslationDataModule
 from translate.models import GRUSeq2Seq, transformer
+from translate.search import Decoder, Decoding, TranslationModel
 from translate.tokenizer import BOS_ID, PAD_ID
 
 
@@ -136,6 +137,36 @@ def test_gru_decoder_sees_only_the_context_vector():
     with torch.no_grad():
         state = model.encode(src, lengths)
         assert set(state) == {"context", "hidden"} and state["context"].shape == (3, 128)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_every_model_offers_the_one_interface(name):
+    """What callers ask of a model without inspecting its class (search.TranslationModel), and search's Decoder."""
+    model = tiny_model(name, 50).eval()
+    assert isinstance(model, TranslationModel) and isinstance(model, Decoder)
+    assert model.architecture == type(model).__name__ and model.test_bleu is None
+    assert model.num_parameters == sum(p.numel() for p in model.parameters())
+    assert (model.has_attention, model.has_context_vector) == ((False, True) if name == "gru" else (True, False))
+    assert model.for_inference(torch.device("cpu")) is model and not model.training
+    src, lengths, _tgt = random_batch(50)
+    with torch.no_grad():
+        vectors = model.context_vector(src, lengths)
+        (best,) = model.generate(src[:1], lengths[:1], Decoding(beam_size=2), attention=True)[0]
+    assert (vectors is not None and vectors.shape[0] == 3) == model.has_context_vector
+    assert (best.attention is not None) == model.has_attention
+    limit = 1024 if name == "transformer" else 2000  # the Transformer's positions
+    assert model.source_limit(Decoding(max_source_length=2000)) == limit
+
+
+def test_attach_gives_what_a_model_translates_with_and_refuses_another_vocabulary_or_direction(tiny_dm):
+    model = tiny_model("gru", tiny_dm.vocab_size)
+    assert model.attach(tiny_dm.tokenizer, ("de", "en"), Decoding(beam_size=2)) is model
+    assert model.tokenizer == tiny_dm.tokenizer and model.languages == ("de", "en")
+    assert model.decoding == Decoding(beam_size=2)
+    with pytest.raises(ValueError, match="the model was trained on de→en but the test file is en→de"):
+        model.attach(languages=["en", "de"], source="the test file")
+    with pytest.raises(ValueError, match="the model has a vocabulary of 50 but the test file has"):
+        tiny_model("gru", 50).attach(tiny_dm.tokenizer, source="the test file")
 
 
 # -- the CLI --------------------------------------------------------------------------------------
@@ -263,11 +294,24 @@ def test_linear_schedule_refuses_an_open_ended_run(tiny_dm):
         trainer.fit(model, tiny_dm)
 
 
-def test_linear_schedule_refuses_a_warm_up_as_long_as_the_run(tiny_dm):
-    model = tiny_model("gru", tiny_dm.vocab_size, scheduler="linear", warmup_steps=1000)
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    with pytest.raises(ValueError, match="warms up over 1000 steps but the run has only"):
+def test_linear_schedule_fits_a_warm_up_longer_than_the_run_to_half_of_it_and_warns(tiny_dm):
+    model = tiny_model("gru", tiny_dm.vocab_size, lr=1e-3, scheduler="linear", warmup_steps=1000)
+    record = RecordLr()
+    trainer = quiet_trainer(6, callbacks=[record])
+    with pytest.warns(UserWarning, match="warms up over 1000 steps but the run has only 6: warming up over 3 steps"):
         trainer.fit(model, tiny_dm)
+    assert trainer.global_step == 6 and model.hparams.warmup_steps == 1000  # the checkpoint keeps the config's
+    assert record.lrs == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+
+
+def test_a_quick_try_of_the_transformer_config_trains_and_warns(tiny_corpus, tmp_path, monkeypatch):
+    """`translate fit --config configs/transformer.yaml --trainer.limit_train_batches 3`: its 1000 warm-up steps
+    (a full run's) are cut to half of the 15 epochs x 3 batches."""
+    monkeypatch.chdir(tmp_path)
+    args = [*cli_args("transformer", tiny_corpus, tmp_path / "cache"), "--model.init_args.warmup_steps=1000"]
+    with pytest.warns(UserWarning, match="warms up over 1000 steps but the run has only 45: warming up over 22"):
+        run_cli("fit", *args, "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=0")
+    assert (tmp_path / "checkpoints/transformer/last.ckpt").exists()
 
 
 def test_linear_schedule_lets_a_fast_dev_run_through_at_its_first_warm_up_step(tiny_dm):
