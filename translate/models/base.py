@@ -306,7 +306,7 @@ class Seq2SeqModule(L.LightningModule):
         schedule = lr_scheduler(optimizer, self._trainer, hp.scheduler, hp.warmup_steps, hp.patience)
         return {"optimizer": optimizer} | ({"lr_scheduler": schedule} if schedule else {})
 
-    # -- the tokenizer travels with the model (checkpoints.py) ---------------------------------------
+    # -- what the model translates with besides its weights (kept in its checkpoints: checkpoints.py) -
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer else None
