@@ -172,7 +172,7 @@ def cli_args(name: str, corpus: Path, cache: Path) -> list[str]:
         f"--data.cache_dir={cache}",
         "--data.vocab_size=400",
         "--data.max_tokens=512",
-        "--model.init_args.warmup_steps=1",  # runs of a few steps (the Transformer's linear schedule refuses shorter)
+        "--model.init_args.warmup_steps=1",  # runs of a few steps (the linear schedule would cut a longer one, warning)
         *TINY_CLI[name],
     ]
 

@@ -14,7 +14,7 @@ from conftest import DE, make_pairs, tiny_model
 from translate.commands.export import export as export_command
 from translate.export import ExportedTransformer, export, is_exported
 from translate.records import weights_digest
-from translate.search import Decoding, max_output_lengths
+from translate.search import Decoder, Decoding, TranslationModel, max_output_lengths
 from translate.serve import create_app
 from translate.tokenizer import BOS_ID, EOS_ID
 from translate.translator import Translator
@@ -39,6 +39,16 @@ def search_both(trained, directory, beam_size: int) -> tuple[list, list]:
     return [h[0] for h in ours.generate(src, lengths, decoding)], [
         h[0] for h in theirs.generate(src, lengths, decoding)
     ]
+
+
+def test_the_exported_model_offers_the_one_interface(trained, exported):
+    ours, theirs = Translator.from_checkpoint(trained, "cpu").model, ExportedTransformer(exported["int8"])
+    assert isinstance(theirs, TranslationModel) and not isinstance(theirs, Decoder)  # CTranslate2 searches
+    assert theirs.architecture == f"{ours.architecture} (CTranslate2 int8)"
+    assert theirs.num_parameters == ours.num_parameters and theirs.test_bleu is None
+    assert (theirs.has_attention, theirs.has_context_vector) == (ours.has_attention, ours.has_context_vector)
+    assert theirs.for_inference(torch.device("cpu")) is theirs
+    assert theirs.source_limit(ours.decoding) == ours.source_limit(ours.decoding)
 
 
 def test_float32_greedy_is_our_greedy_token_for_token(trained, exported):
@@ -144,7 +154,7 @@ def test_export_command_records_the_reported_bleu_and_refuses_to_overwrite(train
 
 def test_what_cannot_be_exported_or_loaded_is_refused(tiny_dm, tmp_path, trained):
     gru = tiny_model("gru", tiny_dm.vocab_size)
-    gru.tokenizer = tiny_dm.tokenizer
+    gru.attach(tokenizer=tiny_dm.tokenizer)
     checkpoint = tmp_path / "gru.ckpt"
     torch.save(
         {

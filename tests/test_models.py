@@ -1,18 +1,16 @@
-"""The three models: learning, masking, attention, the decoding interface, and the CLI around them."""
+"""The three models: learning, masking, attention, the one interface every model offers, and the CLI around them."""
 
-import datetime
-import itertools
 import json
 
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import Timer
 
 from conftest import CONFIGS, TINY, cli_args, make_pairs, quiet_trainer, run_cli, tiny_model, train_tiny, write_jsonl
 from translate.batching import Batch
 from translate.data import TranslationDataModule
 from translate.models import GRUSeq2Seq, transformer
+from translate.search import Decoder, Decoding, TranslationModel
 from translate.tokenizer import BOS_ID, PAD_ID
 
 
@@ -138,6 +136,36 @@ def test_gru_decoder_sees_only_the_context_vector():
         assert set(state) == {"context", "hidden"} and state["context"].shape == (3, 128)
 
 
+@pytest.mark.parametrize("name", list(TINY))
+def test_every_model_offers_the_one_interface(name):
+    """What callers ask of a model without inspecting its class (search.TranslationModel), and search's Decoder."""
+    model = tiny_model(name, 50).eval()
+    assert isinstance(model, TranslationModel) and isinstance(model, Decoder)
+    assert model.architecture == type(model).__name__ and model.test_bleu is None
+    assert model.num_parameters == sum(p.numel() for p in model.parameters())
+    assert (model.has_attention, model.has_context_vector) == ((False, True) if name == "gru" else (True, False))
+    assert model.for_inference(torch.device("cpu")) is model and not model.training
+    src, lengths, _tgt = random_batch(50)
+    with torch.no_grad():
+        vectors = model.context_vector(src, lengths)
+        (best,) = model.generate(src[:1], lengths[:1], Decoding(beam_size=2), attention=True)[0]
+    assert (vectors is not None and vectors.shape[0] == 3) == model.has_context_vector
+    assert (best.attention is not None) == model.has_attention
+    limit = 1024 if name == "transformer" else 2000  # the Transformer's positions
+    assert model.source_limit(Decoding(max_source_length=2000)) == limit
+
+
+def test_attach_gives_what_a_model_translates_with_and_refuses_another_vocabulary_or_direction(tiny_dm):
+    model = tiny_model("gru", tiny_dm.vocab_size)
+    assert model.attach(tiny_dm.tokenizer, ("de", "en"), Decoding(beam_size=2)) is model
+    assert model.tokenizer == tiny_dm.tokenizer and model.languages == ("de", "en")
+    assert model.decoding == Decoding(beam_size=2)
+    with pytest.raises(ValueError, match="the model was trained on de→en but the test file is en→de"):
+        model.attach(languages=["en", "de"], source="the test file")
+    with pytest.raises(ValueError, match="the model has a vocabulary of 50 but the test file has"):
+        tiny_model("gru", 50).attach(tiny_dm.tokenizer, source="the test file")
+
+
 # -- the CLI --------------------------------------------------------------------------------------
 
 
@@ -198,81 +226,6 @@ def test_print_config(capsys):
     with pytest.raises(SystemExit):
         run_cli("fit", f"--config={CONFIGS / 'transformer.yaml'}", "--print_config")
     assert "class_path: translate.models.TransformerSeq2Seq" in capsys.readouterr().out
-
-
-class RecordLr(L.Callback):
-    def __init__(self) -> None:
-        self.lrs: list[float] = []
-
-    def on_train_batch_start(self, trainer, *args) -> None:
-        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
-
-
-def test_linear_schedule_warms_up_then_falls_to_zero_at_the_last_step(tiny_dm):
-    model = tiny_model("gru", tiny_dm.vocab_size, lr=1e-3, scheduler="linear", warmup_steps=3)
-    record = RecordLr()
-    trainer = L.Trainer(
-        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[record]
-    )
-    trainer.fit(model, tiny_dm)
-    lrs, total = record.lrs, trainer.global_step
-    assert len(lrs) == total == trainer.estimated_stepping_batches > 6
-    assert lrs[:3] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3])
-    assert all(a > b for a, b in itertools.pairwise(lrs[2:]))  # falls every step after the warm-up
-    assert lrs[-1] == pytest.approx(1e-3 / (total - 2))  # one step's worth above zero
-
-
-class StepClock(Timer):
-    """Lightning's Timer (what `max_time` sets up) on a clock that advances one second per training step."""
-
-    def __init__(self, seconds: int) -> None:
-        super().__init__(duration=datetime.timedelta(seconds=seconds))
-        self.steps = 0
-
-    def time_elapsed(self, stage: str = "train") -> float:
-        return float(self.steps)
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        self.steps += 1
-        super().on_train_batch_end(trainer, *args)
-
-
-def test_linear_schedule_falls_to_zero_by_max_time_when_the_epochs_would_outlast_it(tiny_dm):
-    model = tiny_model("gru", tiny_dm.vocab_size, lr=1e-3, scheduler="linear", warmup_steps=1)
-    record = RecordLr()
-    trainer = L.Trainer(
-        max_epochs=1000,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        callbacks=[record, StepClock(seconds=12)],  # 12 steps of time, far fewer than the epochs' steps
-    )
-    trainer.fit(model, tiny_dm)
-    assert trainer.global_step == 12 < trainer.estimated_stepping_batches / 100
-    # from the third step on, the rate is what was left of the time after the step before
-    assert record.lrs[2:] == pytest.approx([1e-3 * (13 - k) / 12 for k in range(2, 12)])
-
-
-def test_linear_schedule_refuses_an_open_ended_run(tiny_dm):
-    model = tiny_model("gru", tiny_dm.vocab_size, scheduler="linear")
-    trainer = L.Trainer(max_epochs=-1, max_time="00:00:00:05", logger=False, enable_progress_bar=False)
-    with pytest.raises(ValueError, match="linear.*max_epochs"):
-        trainer.fit(model, tiny_dm)
-
-
-def test_linear_schedule_refuses_a_warm_up_as_long_as_the_run(tiny_dm):
-    model = tiny_model("gru", tiny_dm.vocab_size, scheduler="linear", warmup_steps=1000)
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    with pytest.raises(ValueError, match="warms up over 1000 steps but the run has only"):
-        trainer.fit(model, tiny_dm)
-
-
-def test_linear_schedule_lets_a_fast_dev_run_through_at_its_first_warm_up_step(tiny_dm):
-    model = tiny_model("gru", tiny_dm.vocab_size, lr=1e-3, scheduler="linear", warmup_steps=1000)
-    record = RecordLr()
-    trainer = L.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, callbacks=[record])
-    trainer.fit(model, tiny_dm)
-    assert record.lrs == pytest.approx([1e-3 / 1000])
 
 
 def test_optimizer_is_torchs_fused_adamw_on_cpu():

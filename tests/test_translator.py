@@ -44,7 +44,7 @@ def test_details_scores_and_attention(translator):
 def test_untrained_models_of_every_kind_translate(tiny_dm, tmp_path):
     for name in ("gru", "bahdanau"):
         model = tiny_model(name, tiny_dm.vocab_size)
-        model.tokenizer = tiny_dm.tokenizer
+        model.attach(tokenizer=tiny_dm.tokenizer)
         translator = Translator(model)
         detail = translator.translate("der Hund", return_details=True)
         assert isinstance(detail.text, str)

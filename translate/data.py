@@ -1,109 +1,37 @@
-"""From a Hugging Face translation dataset to padded token-id batches.
+"""From a Hugging Face translation dataset to padded token-id batches: the LightningDataModule.
 
-    load_dataset -> (src, tgt) text pairs -> joint SentencePiece -> token ids (cached by `datasets`)
-                 -> token-budget batches from length-sorted buckets -> Batch
+    load_splits -> (src, tgt) text pairs (corpus.py) -> joint SentencePiece (tokenizer.py)
+                -> token ids (cached by `datasets`) -> TokenizedPairs (pairs.py)
+                -> token-budget batches from length-sorted buckets (sampler.py) -> Batch
 
 Long inputs are made by joining sentence pairs: in training, each epoch's shuffled pairs are cut
-into groups of 1..`join` pairs whose token ids are concatenated (`join_groups`); in evaluation, a
-split is read as consecutive runs of exactly `eval_join` sentences, sources and references each
-joined with a space (`join_runs`).
-
-The flat schema (`{"de": ..., "en": ...}`, as bentrevett/multi30k) and the nested one
-(`{"translation": {"de": ..., "en": ...}}`, as wmt16 or opus_books) are both read.
+into groups of 1..`join` pairs whose token ids are concatenated (`sampler.join_groups`); in evaluation,
+a split is read as consecutive runs of exactly `eval_join` sentences, sources and references each
+joined with a space (`corpus.join_runs`).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 
 import datasets
 import lightning as L
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader
 
-from translate.batching import Batch, token_budget_batches
+from translate.corpus import SPLIT_ALIASES, SPLITS, join_runs, load_splits, text_pairs
+from translate.pairs import SampledPairs, TokenizedPairs
+from translate.sampler import TokenBudgetSampler
 from translate.tokenizer import ModelType, SharedTokenizer
 
+# what other modules and tests import from here, though corpus.py and sampler.py hold it
+__all__ = ["TokenBudgetSampler", "TranslationDataModule", "join_runs", "load_splits", "text_pairs"]
+
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "validation", "test")
-SIDES = ("src", "tgt")
-SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
-FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-
-
-def load_splits(dataset: str, config: str | None = None, cache_dir: Path | None = None) -> datasets.DatasetDict:
-    """`datasets.load_dataset` on a Hub id, a local folder or a local file, splits renamed to
-    train/validation/test (val, valid and dev are accepted for validation)."""
-    try:
-        splits = _load(dataset, config, cache_dir)
-    except ValueError as e:
-        empty = re.search(r'Instruction "(.+)" corresponds to no data', str(e))
-        if empty is None:
-            raise
-        raise ValueError(f"split {empty[1]!r} of dataset {dataset!r} is empty") from e
-    return datasets.DatasetDict({SPLIT_ALIASES.get(name, name): split for name, split in splits.items()})
-
-
-def _load(dataset: str, config: str | None, cache_dir: Path | None) -> datasets.DatasetDict:
-    path = Path(dataset).expanduser()
-    kwargs = {"cache_dir": str(cache_dir) if cache_dir else None}
-    if path.is_file():
-        builder = FILE_BUILDERS.get(path.suffix)
-        if builder is None:
-            raise ValueError(f"dataset file {path} has suffix {path.suffix!r}; expected one of {sorted(FILE_BUILDERS)}")
-        extra = {"keep_default_na": False} if builder == "csv" else {}  # "None", "NA" are sentences, not nulls
-        if path.suffix == ".tsv":
-            extra |= {"delimiter": "\t", "quoting": csv.QUOTE_NONE}  # quotes are text: every tab is a column
-        splits = datasets.load_dataset(builder, data_files=str(path), **kwargs, **extra)
-    elif path.is_dir():
-        splits = datasets.load_dataset(str(path), config, **kwargs)
-    elif dataset.startswith((".", "/", "~")) or dataset.count("/") > 1 or path.suffix in FILE_BUILDERS:
-        raise FileNotFoundError(f"dataset path {dataset!r} does not exist")
-    else:
-        try:
-            splits = datasets.load_dataset(dataset, config, **kwargs)
-        except (datasets.exceptions.DatasetNotFoundError, OSError) as e:
-            raise FileNotFoundError(
-                f"could not load dataset {dataset!r} from the Hugging Face Hub ({type(e).__name__}: {e}). "
-                f"Without Hub access, point at a local copy of the same files instead, "
-                "with --data.dataset PATH (a folder of train/validation/test files, or one file)"
-            ) from e
-    return splits
-
-
-def text_pairs(split: datasets.Dataset, src_lang: str, tgt_lang: str, name: str) -> datasets.Dataset:
-    """The split reduced to string columns `src` and `tgt`, from either schema; rejects
-    missing languages and sentences that are not strings, naming the row."""
-    if "translation" in split.column_names:
-        split = split.flatten()
-        columns = {f"translation.{src_lang}": "src", f"translation.{tgt_lang}": "tgt"}
-    else:
-        columns = {src_lang: "src", tgt_lang: "tgt"}
-    for column in columns:
-        if column not in split.column_names:
-            raise KeyError(
-                f"split {name!r} has no column {column!r} for the language pair "
-                f"{src_lang}->{tgt_lang}; columns found: {split.column_names}"
-            )
-    split = split.select_columns(list(columns)).rename_columns(columns)
-    for column, side in columns.items():
-        values = split.data.column(side)
-        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-            raise TypeError(f"split {name!r}: column {column!r} holds {values.type}, expected strings")
-        if values.null_count:
-            row = pc.index(pc.is_null(values), True).as_py()
-            raise TypeError(f"split {name!r} row {row}: the {column!r} sentence is None, expected a string")
-    return split
 
 
 def within_length(batch: dict[str, list[list[int]]], max_length: int) -> list[bool]:
@@ -112,202 +40,6 @@ def within_length(batch: dict[str, list[list[int]]], max_length: int) -> list[bo
         0 < len(s) <= max_length and 0 < len(t) <= max_length
         for s, t in zip(batch["src_ids"], batch["tgt_ids"], strict=True)
     ]
-
-
-def join_runs(split: datasets.Dataset, k: int, name: str) -> datasets.Dataset:
-    """Consecutive runs of exactly `k` pairs joined into one (sources with a space, references the
-    same way); the last, shorter run is dropped."""
-    if k == 1:
-        return split
-    if split.num_rows < k:
-        raise ValueError(f"split {name!r} has {split.num_rows} sentences, fewer than eval_join={k}")
-
-    def join(batch: dict[str, list[str]]) -> dict[str, list[str]]:
-        return {side: [" ".join(batch[side])] for side in ("src", "tgt")}
-
-    return split.map(join, batched=True, batch_size=k, drop_last_batch=True, desc=f"joining {name} by {k}")
-
-
-def join_groups(n: int, join: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Pairs 0..n-1 in a random order, cut into consecutive groups of 1..`join` pairs (sizes drawn
-    uniformly by `rng`): every pair in exactly one group."""
-    order = rng.permutation(n)
-    ends = np.cumsum(rng.integers(1, join + 1, size=n))  # n sizes always reach past n
-    return np.split(order, ends[ends < n])
-
-
-def ragged(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """A list<int> column as (flat values, offsets): row i is values[offsets[i]:offsets[i+1]]."""
-    column = column.combine_chunks()
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return pc.list_flatten(column).to_numpy().astype(np.int64), offsets
-
-
-class TokenizedPairs(Dataset):
-    """Token ids of one split, held as flat arrays; indexing with a list of rows gives a Batch."""
-
-    def __init__(self, split: datasets.Dataset, tokenizer: SharedTokenizer) -> None:
-        table = split.with_format("arrow")[:]
-        self.src, self.src_offsets = ragged(table.column("src_ids"))
-        self.tgt, self.tgt_offsets = ragged(table.column("tgt_ids"))
-        self.pad_id, self.bos_id, self.eos_id = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
-
-    def __len__(self) -> int:
-        return len(self.src_offsets) - 1
-
-    @property
-    def src_lengths(self) -> np.ndarray:
-        return np.diff(self.src_offsets)
-
-    @property
-    def tgt_lengths(self) -> np.ndarray:
-        return np.diff(self.tgt_offsets)
-
-    def __getitem__(self, rows: list[int] | list[np.ndarray]) -> Batch:
-        """The batch of `rows`; a row may be a group of pairs (an array), whose ids are concatenated
-        (its `index` is then the group's first pair)."""
-        groups = [np.atleast_1d(row) for row in rows]
-        sources = [np.concatenate([self.src[self.src_offsets[i] : self.src_offsets[i + 1]] for i in g]) for g in groups]
-        targets = [np.concatenate([self.tgt[self.tgt_offsets[i] : self.tgt_offsets[i + 1]] for i in g]) for g in groups]
-        src_len = np.array([len(x) for x in sources], dtype=np.int64)  # (B,)
-        tgt_len = np.array([len(y) for y in targets], dtype=np.int64)  # (B,)
-        n, s, t = len(rows), max(int(src_len.max()), 1), int(tgt_len.max()) + 1
-        src = np.full((n, s), self.pad_id, dtype=np.int64)  # (B, S)
-        tgt_in = np.full((n, t), self.pad_id, dtype=np.int64)  # (B, T)
-        tgt_out = np.full((n, t), self.pad_id, dtype=np.int64)  # (B, T)
-        tgt_in[:, 0] = self.bos_id
-        for i, (x, y) in enumerate(zip(sources, targets, strict=True)):
-            src[i, : src_len[i]] = x
-            tgt_in[i, 1 : tgt_len[i] + 1] = y
-            tgt_out[i, : tgt_len[i]] = y
-            tgt_out[i, tgt_len[i]] = self.eos_id
-        return Batch(
-            src=torch.from_numpy(src),
-            src_lengths=torch.from_numpy(src_len),
-            tgt_in=torch.from_numpy(tgt_in),
-            tgt_out=torch.from_numpy(tgt_out),
-            index=torch.as_tensor([int(g[0]) for g in groups]),
-        )
-
-
-class SampledPairs(TokenizedPairs):
-    """The train split segmented afresh each epoch by SentencePiece sampling (subword regularisation).
-
-    Epoch e's segmentations are drawn with a seed from (seed, e): within a process the same epoch gets the same
-    ids, but a new process (a rerun, a resumed run) draws others (see :meth:`SharedTokenizer.sample`). A side
-    whose sampled ids exceed `max_length` keeps its deterministic ids (those passed the length filter).
-    """
-
-    def __init__(
-        self, split: datasets.Dataset, tokenizer: SharedTokenizer, alpha: float, nbest: int, seed: int, max_length: int
-    ) -> None:
-        super().__init__(split, tokenizer)
-        self.texts = {side: split.data.column(side).to_pylist() for side in SIDES}
-        self.fixed = {"src": (self.src, self.src_offsets), "tgt": (self.tgt, self.tgt_offsets)}
-        self.tokenizer, self.alpha, self.nbest = tokenizer, alpha, nbest
-        self.seed, self.max_length, self.epoch = seed, max_length, None
-
-    def set_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Segment the split for `epoch` (once per epoch); returns its (source, target) lengths."""
-        if epoch != self.epoch:
-            self.src, self.src_offsets = self.sampled("src", epoch)
-            self.tgt, self.tgt_offsets = self.sampled("tgt", epoch)
-            self.epoch = epoch
-        return self.src_lengths, self.tgt_lengths
-
-    def sampled(self, side: str, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        seed = int(np.random.default_rng([self.seed, epoch, SIDES.index(side)]).integers(2**31))
-        rows = self.tokenizer.sample(self.texts[side], self.alpha, self.nbest, seed)
-        values, offsets = self.fixed[side]
-        for i in np.flatnonzero(np.array([len(row) for row in rows]) > self.max_length):
-            rows[i] = values[offsets[i] : offsets[i + 1]].tolist()
-        return ragged(pa.chunked_array([rows], type=pa.list_(pa.int64())))
-
-
-class TokenBudgetSampler(DistributedSampler):
-    """Yields lists of rows whose padded size, batch x max(src_len, tgt_len + 1), stays within
-    `max_tokens` (an example longer than that gets a batch of its own). Rows are sorted by
-    (source, target) length so that a batch holds similar lengths.
-
-    With `shuffle`, ties are broken and the batch order drawn afresh from (seed, epoch); the same on
-    every rank. With `join` > 1 (training), the rows batched are each epoch's groups of 1..`join`
-    pairs (:func:`join_groups`, drawn from (seed, epoch) too), and a batch is a list of groups.
-
-    With `resample` (training with subword sampling), the epoch's lengths are `resample(epoch)`: the
-    dataset segments its pairs afresh for that epoch (:meth:`SampledPairs.set_epoch`).
-
-    With several ranks, training gives each rank every `num_replicas`-th batch and drops
-    the remainder, so that every rank gets the same number of disjoint batches; evaluation gives each
-    rank every `num_replicas`-th sentence (by length), so every sentence is decoded exactly once and
-    every rank has work. It is a DistributedSampler so that Lightning uses it as it is.
-    """
-
-    def __init__(
-        self,
-        src_lengths: np.ndarray,
-        tgt_lengths: np.ndarray,
-        max_tokens: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        num_replicas: int = 1,
-        rank: int = 0,
-        join: int = 1,
-        resample: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-    ) -> None:
-        super().__init__(src_lengths, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        if join > 1 and not shuffle:
-            raise ValueError("join groups training pairs; evaluation joins its splits by text (eval_join)")
-        self.src_lengths = np.asarray(src_lengths)
-        self.tgt_lengths = np.asarray(tgt_lengths)
-        self.max_tokens, self.join, self.resample = max_tokens, join, resample
-        self.resume: tuple[int, int] | None = None  # (epoch, batches already done in it)
-
-    def batches(self) -> list[list[int]] | list[list[np.ndarray]]:
-        """This rank's batches for the current epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch])
-        src_lengths, tgt_lengths, groups = self.src_lengths, self.tgt_lengths, None
-        if self.resample is not None:
-            src_lengths, tgt_lengths = self.resample(self.epoch)
-        if self.join > 1:
-            groups = join_groups(len(src_lengths), self.join, np.random.default_rng([self.seed, self.epoch, self.join]))
-            starts = np.cumsum([0] + [len(g) for g in groups[:-1]])  # (groups,)
-            members = np.concatenate(groups)
-            src_lengths = np.add.reduceat(src_lengths[members], starts)  # (groups,)
-            tgt_lengths = np.add.reduceat(tgt_lengths[members], starts)  # (groups,)
-        tiebreak = rng.permutation(len(src_lengths)) if self.shuffle else np.arange(len(src_lengths))
-        order = np.lexsort((tiebreak, tgt_lengths, src_lengths))
-        if not self.shuffle:  # evaluation: each rank batches its own disjoint share of the sentences
-            order = order[self.rank :: self.num_replicas]
-        batches = token_budget_batches(order, np.maximum(src_lengths, tgt_lengths + 1), self.max_tokens)
-        if groups is not None:
-            batches = [[groups[i] for i in batch] for batch in batches]
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-            batches = batches[: len(batches) - len(batches) % self.num_replicas]
-            return batches[self.rank :: self.num_replicas]
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        """This epoch's batches; after `resume_at` the first epoch iterated starts where the saved run stopped."""
-        batches = self.batches()
-        skip = self.resume[1] if self.resume and self.resume[0] == self.epoch else 0
-        self.resume = None
-        return iter(batches[skip:])
-
-    def __len__(self) -> int:
-        return len(self.batches())  # the whole epoch, also when resuming: Lightning counts from the saved batch
-
-    def resume_at(self, epoch: int, batches_done: int) -> None:
-        """Continue a saved run: the next iteration is `epoch` without its first `batches_done` batches
-        (the next epoch from its start when that one was done). Lightning creates the resumed epoch's
-        iterator before it sets the epoch, so the sampler sets it here."""
-        self.set_epoch(epoch)
-        if batches_done >= len(self):
-            epoch, batches_done = epoch + 1, 0
-            self.set_epoch(epoch)
-        self.resume = (epoch, batches_done)
 
 
 def check_sampling(alpha: float | None, nbest: int, num_workers: int) -> None:

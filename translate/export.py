@@ -3,8 +3,8 @@
 :func:`export` writes a directory CTranslate2 loads, built through its specification API weight by
 weight (no OpenNMT or fairseq in between): ``model.bin`` and ``config.json`` (float32, int16 or int8
 weights), the SentencePiece model and ``translate.json`` (languages, decoding defaults, size, test
-BLEU). :class:`ExportedTransformer` decodes with such a directory behind the same calls the
-Translator makes of a model, so strings in, strings out work alike. Its ``alpha`` is CTranslate2's
+BLEU). :class:`ExportedTransformer` decodes with such a directory behind the interface every model
+offers (search.TranslationModel), so strings in, strings out work alike. Its ``alpha`` is CTranslate2's
 length penalty (score / length ** alpha), not GNMT's: choose it on validation.
 """
 
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from translate.checkpoints import checked_decoding, checked_languages, load_model
 from translate.models.transformer import Attention, DecoderLayer, EncoderLayer, TransformerSeq2Seq
-from translate.search import Decoding, Hypothesis, max_output_lengths
+from translate.search import Decoding, Hypothesis, TranslationModel, max_output_lengths
 from translate.tokenizer import EOS_ID, SharedTokenizer
 
 QUANTIZATIONS = ("int8", "int16", "float32")
@@ -214,9 +214,9 @@ def export(
     decoding = replace(model.decoding, alpha=alpha)
     metadata = {
         "checkpoint": str(checkpoint),
-        "architecture": type(model).__name__,
+        "architecture": model.architecture,
         "quantization": quantization,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": model.num_parameters,
         "max_positions": model.max_positions,
         "languages": list(model.languages) if model.languages else None,
         "decoding": asdict(decoding),
@@ -240,8 +240,10 @@ def export(
 
 class ExportedTransformer:
     """A directory written by :func:`export`, decoded by CTranslate2 on `device` ("cpu" or "cuda"), on the
-    CPU by `threads` threads (0: torch's count), offering the Translator what a model does: `tokenizer`,
-    `languages`, `decoding`, :meth:`source_limit`, :meth:`generate` and :meth:`context_vector`."""
+    CPU by `threads` threads (0: torch's count): a search.TranslationModel, as the torch models are (its
+    search is CTranslate2's own, so it has no encode/decode_step)."""
+
+    has_attention, has_context_vector = True, False
 
     def __init__(self, directory: str | Path, device: str = "cpu", threads: int = 0) -> None:
         directory = Path(directory)
@@ -254,12 +256,17 @@ class ExportedTransformer:
         self.max_length = self.metadata["max_positions"]
         self.architecture = f"{self.metadata['architecture']} (CTranslate2 {self.metadata['quantization']})"
         self.num_parameters = self.metadata["parameters"]
+        self.test_bleu = self.metadata["test_bleu"]
         # on the CPU one thread per batch and `threads` batches at once: 1.9x the sentences/s of one batch on
         # two threads (2 cores, benchmarks/decoding_speed/ctranslate2_speed.md); so each batch is split among them
         self.workers = (threads or torch.get_num_threads()) if device == "cpu" else 1
         self.translator = ctranslate2.Translator(
             str(directory), device=device, inter_threads=self.workers, intra_threads=1 if device == "cpu" else 0
         )
+
+    def for_inference(self, device: torch.device) -> TranslationModel:
+        """The model itself: CTranslate2 decodes on the device it was opened on (inputs may be anywhere)."""
+        return self
 
     def source_limit(self, decoding: Decoding) -> int:
         """The longest source decoded whole (longer ones are truncated)."""

@@ -32,10 +32,12 @@ from translate.evaluation import bleu_of, bleu_statistics, chrf_scores
 from translate.files import atomic_write_bytes, write_json
 from translate.machine import machine
 from translate.saliency import remembered
+from translate.search import TranslationModel
 from translate.translator import Translator
 
 RECORD, HYPOTHESES, SENTENCES = "record.json", "hypotheses.txt", "sentences.tsv"
 N_BOOTSTRAP = 1000  # resamples of the confidence intervals and paired tests
+# the short name of each architecture (TranslationModel.architecture) that begins its models' names
 ARCHITECTURES = {"GRUSeq2Seq": "gru", "BahdanauSeq2Seq": "bahdanau", "TransformerSeq2Seq": "transformer"}
 
 
@@ -99,9 +101,9 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return hasher.hexdigest()
 
 
-def model_identity(model: torch.nn.Module, checkpoint: dict, path: str | Path | None) -> dict:
+def model_identity(model: TranslationModel, checkpoint: dict, path: str | Path | None) -> dict:
     """What a record says of the model: its name, checkpoint file, run, step, weights, size and training."""
-    architecture = ARCHITECTURES[type(model).__name__]
+    architecture = ARCHITECTURES[model.architecture]
     weights = weights_digest(checkpoint["state_dict"])
     run, step = checkpoint.get("run"), checkpoint["global_step"]
     name = f"{architecture}-{run[:6]}-{step}" if run else f"{architecture}-{weights[:6]}"
@@ -109,12 +111,12 @@ def model_identity(model: torch.nn.Module, checkpoint: dict, path: str | Path | 
     return {
         "name": f"{name}-avg{len(averaged)}" if averaged else name,
         "checkpoint": str(path) if path else None,
-        "model": type(model).__name__,
+        "model": model.architecture,
         "run": run,
         "step": step,
         "averaged_from": averaged,
         "weights_sha256": weights,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": model.num_parameters,
         "hyper_parameters": {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")},
         **training_record(checkpoint),
     }

@@ -1,4 +1,6 @@
-"""Decoding written once, over the one interface every model offers:
+"""The one interface every model offers, and decoding written once over it.
+
+What search needs of a model (:class:`Decoder`; the three torch models):
 
     state = model.encode(src, src_lengths)                        # whatever the decoder needs, batch-first
     log_probs, state = model.decode_step(prev, state, attention)  # prev: (N, 1) -> log_probs: (N, vocab)
@@ -8,6 +10,10 @@ With `attention` True, a model with attention puts the weights of the step just 
 "attention" (N, src_len); search then returns each hypothesis's attention matrix. How to decode (beam,
 length penalty, length limits, n-best, source truncation) is one :class:`Decoding`. Search never imports
 a concrete model.
+
+What every caller (the Translator, records, the server) asks of a model, torch models and the exported
+Transformer alike, is :class:`TranslationModel`: nobody inspects a model's class but the code that loads
+a checkpoint.
 """
 
 from __future__ import annotations
@@ -15,22 +21,29 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from translate.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from translate.tokenizer import BOS_ID, EOS_ID, PAD_ID, SharedTokenizer
 
 State = Any
 
 
+@runtime_checkable
 class Decoder(Protocol):
-    def encode(self, src: Tensor, src_lengths: Tensor) -> State: ...
+    """What search needs of a model: the three torch models offer it (models/base.py and each model)."""
 
-    def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]: ...
+    def encode(self, src: Tensor, src_lengths: Tensor) -> State:
+        """What the decoder needs of the sources (B, S) with `src_lengths` (B,), batch-first."""
 
-    def reorder(self, state: State, indices: Tensor) -> State: ...
+    def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]:
+        """Log-probabilities (N, V) of the next token after `prev` (N, 1), and the state after it; with
+        `attention`, a model with attention puts this step's weights (N, S) in the state as "attention"."""
+
+    def reorder(self, state: State, indices: Tensor) -> State:
+        """The state of rows `indices` (N',) only, in that order (beams picked, finished sentences dropped)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,43 @@ class Hypothesis:
     tokens: list[int]
     score: float
     attention: Tensor | None = None
+
+
+@runtime_checkable
+class TranslationModel(Protocol):
+    """The one interface every model offers: the three torch models (models/base.py) and the exported
+    Transformer (export.py). What it translates with besides its weights: `tokenizer` (None until given
+    one), `languages` (source, target; None if unknown), `decoding` (its default settings); what it is:
+    `architecture` (its class name, "TransformerSeq2Seq"; an export says so and its quantization),
+    `num_parameters`, `has_attention` (its decoder attends over the source: hypotheses can carry attention),
+    `has_context_vector` (the source reaches its decoder as one vector: :meth:`context_vector`),
+    `max_length` (its longest source and output, None for no limit) and `test_bleu` (the test BLEU it
+    carries: an export's; a checkpoint's is in its evaluation records, None)."""
+
+    tokenizer: SharedTokenizer | None
+    languages: tuple[str, str] | None
+    decoding: Decoding
+    architecture: str
+    num_parameters: int
+    has_attention: bool
+    has_context_vector: bool
+    max_length: int | None
+    test_bleu: float | None
+
+    def for_inference(self, device: torch.device) -> TranslationModel:
+        """The model ready to decode inputs on `device`."""
+
+    def source_limit(self, decoding: Decoding) -> int:
+        """The longest source decoded whole under `decoding` (longer ones are truncated)."""
+
+    def generate(
+        self, src: Tensor, src_lengths: Tensor, decoding: Decoding | None = None, attention: bool = False
+    ) -> list[list[Hypothesis]]:
+        """The `decoding.n_best` hypotheses of each source (B, S) (default: the model's own decoding); with
+        `attention` and `has_attention`, each carries its attention matrix (len + 1, S)."""
+
+    def context_vector(self, src: Tensor, src_lengths: Tensor) -> Tensor | None:
+        """The one vector (B, H) of each source, where `has_context_vector`; None otherwise."""
 
 
 def max_output_lengths(src_lengths: Tensor, decoding: Decoding, cap: int | None = None) -> Tensor:

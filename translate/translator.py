@@ -23,8 +23,7 @@ from tqdm import tqdm
 from translate.batching import token_budget_batches
 from translate.checkpoints import load_model
 from translate.export import ExportedTransformer, is_exported
-from translate.models.base import Seq2SeqModule
-from translate.search import Decoding, Hypothesis
+from translate.search import Decoding, Hypothesis, TranslationModel
 from translate.sentences import join_lines, split_lines
 from translate.tokenizer import PAD_ID, check_unicode
 
@@ -71,13 +70,14 @@ def join_translations(lines: list[list[Translation]], block_attention: bool = Tr
 
 
 class Translator:
-    """Batched translation with a trained model (or one exported to CTranslate2), in input order."""
+    """Batched translation with a trained model (or one exported to CTranslate2), in input order: any
+    search.TranslationModel."""
 
-    def __init__(self, model: Seq2SeqModule | ExportedTransformer, device: str | torch.device = "auto") -> None:
+    def __init__(self, model: TranslationModel, device: str | torch.device = "auto") -> None:
         if model.tokenizer is None:
             raise ValueError("the model has no tokenizer: load it from a checkpoint written by `translate fit`")
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval() if isinstance(model, Seq2SeqModule) else model
+        self.model = model.for_inference(self.device)
         self.tokenizer = model.tokenizer
 
     @classmethod
@@ -167,7 +167,9 @@ class Translator:
                 src = pad_sequence([torch.tensor(ids[i]) for i in batch], batch_first=True, padding_value=PAD_ID)
                 src_lengths = torch.from_numpy(lengths[rows]).to(self.device)
                 hyps = self.model.generate(src.to(self.device), src_lengths, decoding, attention=record)
-                vectors = self.model.context_vector(src.to(self.device), src_lengths) if record else None
+                vectors = None  # (B, H) where the model has one context vector per source
+                if record and self.model.has_context_vector:
+                    vectors = self.model.context_vector(src.to(self.device), src_lengths)
                 for row, (i, nbest) in enumerate(zip(batch, hyps, strict=True)):
                     context = None if vectors is None else vectors[row : row + 1].float().cpu()  # (1, H)
                     results[i] = [self._translation(ids[i], h, context) for h in nbest]

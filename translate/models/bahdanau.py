@@ -31,6 +31,8 @@ class BahdanauSeq2Seq(Seq2SeqModule):
         **kwargs: loss, optimiser and decoding settings of :class:`Seq2SeqModule`.
     """
 
+    has_attention, has_context_vector = True, False
+
     def __init__(
         self,
         vocab_size: int,

@@ -1,28 +1,29 @@
-"""What all three models share: loss, optimisation and the decoding interface.
+"""What all three models share: loss, optimisation, and the interface every model offers.
 
 A subclass builds its layers and implements
 
     features(src, src_lengths, tgt_in) -> (B, T, E), weights    teacher-forced input of `self.output`
-    encode / decode_step / reorder                                the decoding interface (search.py)
+    encode / decode_step                                          what search needs (search.Decoder)
     source_embedding                                              its source embedding layer
+    has_attention / has_context_vector                            how its decoder sees the source
 
 and nothing else; `output` is its output layer (an `nn.Linear` E -> V), which the loss fuses with the
-cross-entropy. How to decode is `self.decoding` (search.Decoding): the CLI sets it from the config's
-`decoding:` section, a checkpoint keeps it.
+cross-entropy. The rest of the interface every model offers (search.TranslationModel) is here. What a
+model translates with besides its weights (tokenizer, languages, decoding settings) it is given by
+:meth:`Seq2SeqModule.attach`; a checkpoint keeps them beside the weights.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 
 from translate.batching import Batch
@@ -38,10 +39,9 @@ from translate.checkpoints import (
 from translate.evaluation import CorpusScore, corpus_score
 from translate.files import write_lines
 from translate.models.loss import output_cross_entropy
+from translate.models.schedule import Scheduler, lr_scheduler
 from translate.search import Decoding, Hypothesis, State, search
 from translate.tokenizer import PAD_ID, SharedTokenizer
-
-Scheduler = Literal["inverse_sqrt", "linear", "plateau", "constant"]
 
 
 class Seq2SeqModule(L.LightningModule):
@@ -53,12 +53,11 @@ class Seq2SeqModule(L.LightningModule):
         lr / betas / weight_decay: AdamW (torch's fused kernel on CPU and CUDA: one pass over all
             parameters instead of a loop of small ops per tensor; its foreach version under mixed
             precision, where Lightning clips gradients only for optimizers that do not unscale them).
-        scheduler: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then 1/sqrt(step)),
-            ``linear`` (the same warm-up, then a straight line down to zero at the trainer's last step or,
-            where the trainer has a ``max_time``, at the end of that time, whichever comes first: a slower
-            machine anneals within the same budget; a run no longer than its warm-up is refused, except
-            under ``fast_dev_run``), ``plateau`` (halve the rate when val/bleu stops rising for ``patience`` epochs)
-            or ``constant``.
+        scheduler / warmup_steps / patience: ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then
+            1/sqrt(step)), ``linear`` (the same warm-up, at most half the run's steps, then a straight line
+            down to zero at the trainer's last step or, where the trainer has a ``max_time``, at the end of
+            that time: a slower machine anneals within the same budget), ``plateau`` (halve the rate when
+            val/bleu stops rising for ``patience`` epochs) or ``constant`` (models/schedule.py).
     """
 
     def __init__(
@@ -88,10 +87,12 @@ class Seq2SeqModule(L.LightningModule):
         self.finished = False  # whether that run got to its end (epochs, steps or time)
         self._resumed_rng_state: dict[str, Any] | None = None
 
-    # -- what a subclass provides ------------------------------------------------------------------
+    # -- what a subclass provides (and search.Decoder's encode and decode_step) ---------------------
 
     output: torch.nn.Linear
     max_length: int | None = None  # the longest source and output the model can take (the Transformer's positions)
+    has_attention: ClassVar[bool]  # the decoder attends over the source positions (search can record it)
+    has_context_vector: ClassVar[bool]  # the source reaches the decoder as one vector (:meth:`context_vector`)
 
     def features(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
@@ -112,29 +113,6 @@ class Seq2SeqModule(L.LightningModule):
     def source_embedding(self) -> torch.nn.Embedding:
         """The layer that embeds source ids (saliency.py follows the gradient to its output)."""
         raise NotImplementedError
-
-    def encode(self, src: Tensor, src_lengths: Tensor) -> State:
-        raise NotImplementedError
-
-    def context_vector(self, src: Tensor, src_lengths: Tensor) -> Tensor | None:
-        """The one vector (B, H) through which the source reaches the decoder, where the architecture
-        has one (the page of `translate serve` shows it in place of attention); None otherwise."""
-        return None
-
-    def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]:
-        """Log-probabilities (N, V) of the next token after `prev` (N, 1), and the state after it; with
-        `attention`, a model with attention puts this step's weights (N, S) in the state as "attention"."""
-        raise NotImplementedError
-
-    def reorder(self, state: State, indices: Tensor) -> State:
-        """Keep rows `indices` of every batch-first tensor in the state (a dict, possibly of lists)."""
-        if isinstance(state, Tensor):
-            return state.index_select(0, indices)
-        if isinstance(state, dict):
-            return {key: self.reorder(value, indices) for key, value in state.items()}
-        if isinstance(state, list):
-            return [self.reorder(value, indices) for value in state]
-        return state
 
     @staticmethod
     def source_mask(src: Tensor, src_lengths: Tensor) -> Tensor:
@@ -163,7 +141,38 @@ class Seq2SeqModule(L.LightningModule):
         self.log("train/ppl", nll.exp(), batch_size=len(batch))
         return loss
 
-    # -- decoding ----------------------------------------------------------------------------------
+    # -- the interface every model offers (search.TranslationModel) ---------------------------------
+
+    test_bleu: float | None = None  # a checkpoint's test BLEU lives in its evaluation records, not in the model
+
+    @property
+    def architecture(self) -> str:
+        """The model's class, by the name its checkpoints record ("TransformerSeq2Seq")."""
+        return type(self).__name__
+
+    @property
+    def num_parameters(self) -> int:
+        """How many numbers the model learns (a tensor shared by two layers counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def context_vector(self, src: Tensor, src_lengths: Tensor) -> Tensor | None:
+        """The one vector (B, H) through which the source reaches the decoder, where the architecture
+        has one (the page of `translate serve` shows it in place of attention); None otherwise."""
+        return None
+
+    def reorder(self, state: State, indices: Tensor) -> State:
+        """Keep rows `indices` of every batch-first tensor in the state (a dict, possibly of lists)."""
+        if isinstance(state, Tensor):
+            return state.index_select(0, indices)
+        if isinstance(state, dict):
+            return {key: self.reorder(value, indices) for key, value in state.items()}
+        if isinstance(state, list):
+            return [self.reorder(value, indices) for value in state]
+        return state
+
+    def for_inference(self, device: torch.device) -> Seq2SeqModule:
+        """The model on `device`, in evaluation mode."""
+        return self.to(device).eval()
 
     def source_limit(self, decoding: Decoding) -> int:
         """The longest source decoded: `decoding.max_source_length`, within the model's own limit."""
@@ -175,6 +184,8 @@ class Seq2SeqModule(L.LightningModule):
         """The `n_best` translations of each source (B, S), by `decoding` (default: the model's own);
         with `attention`, each hypothesis carries its attention matrix (models with attention)."""
         return search(self, src, src_lengths, decoding or self.decoding, self.max_length, attention)
+
+    # -- evaluation loops --------------------------------------------------------------------------
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, nll, tokens = self.loss(batch)
@@ -292,61 +303,47 @@ class Seq2SeqModule(L.LightningModule):
             weight_decay=hp.weight_decay,
             fused=self.device.type in ("cpu", "cuda") and not mixed,
         )
-        if hp.scheduler == "constant":
-            return {"optimizer": optimizer}
-        if hp.scheduler == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="max", factor=0.5, patience=hp.patience
-            )
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/bleu"}}
-        warmup = max(1, hp.warmup_steps)
-        total = self.trainer.estimated_stepping_batches if hp.scheduler == "linear" else math.inf
-        if hp.scheduler == "linear" and math.isinf(total):
-            raise ValueError("scheduler 'linear' needs a finite number of steps: set trainer.max_epochs or max_steps")
-        if hp.scheduler == "linear" and warmup >= total and not self.trainer.fast_dev_run:  # a smoke run warms up
-            raise ValueError(
-                f"scheduler 'linear' warms up over {warmup} steps but the run has only {total}: "
-                "lower model.warmup_steps or train longer"
-            )
+        schedule = lr_scheduler(optimizer, self._trainer, hp.scheduler, hp.warmup_steps, hp.patience)
+        return {"optimizer": optimizer} | ({"lr_scheduler": schedule} if schedule else {})
 
-        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
-
-        def factor(step: int) -> float:
-            step += 1
-            if hp.scheduler == "linear":
-                decay = (total - step + 1) / max(1, total - warmup + 1)
-                if timer is not None and timer.time_remaining() is not None:
-                    decay = min(decay, timer.time_remaining() / (timer.time_remaining() + timer.time_elapsed()))
-            else:
-                decay = math.sqrt(warmup / step)
-            return min(step / warmup, max(0.0, decay))
-
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    # -- the tokenizer travels with the model (checkpoints.py) ---------------------------------------
+    # -- what the model translates with besides its weights (kept in its checkpoints: checkpoints.py) -
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer else None
         if datamodule is not None:
-            self.attach_tokenizer(datamodule.tokenizer, source="the data")
             languages = (datamodule.src_lang, datamodule.tgt_lang)
-            check_languages(self.languages, languages, "the model", f"dataset {datamodule.dataset!r}")
-            self.languages = languages
+            self.attach(datamodule.tokenizer, languages, source=f"dataset {datamodule.dataset!r}")
 
-    def attach_tokenizer(self, tokenizer: SharedTokenizer, source: str) -> None:
-        """Use `tokenizer`; refuse one that differs from the tokenizer the model already has."""
-        if self.tokenizer is not None and tokenizer != self.tokenizer:
-            raise ValueError(
-                f"the vocabulary of {source} differs from the model's own ({tokenizer.vocab_size} vs "
-                f"{self.tokenizer.vocab_size} pieces, or the same size with other pieces): "
-                "a checkpoint only works with the tokenizer it was trained with"
-            )
-        if tokenizer.vocab_size != self.vocab_size:
-            raise ValueError(
-                f"the model has a vocabulary of {self.vocab_size} but {source} has {tokenizer.vocab_size} pieces"
-            )
-        self.tokenizer = tokenizer
+    def attach(
+        self,
+        tokenizer: SharedTokenizer | None = None,
+        languages: Sequence[str] | None = None,
+        decoding: Decoding | None = None,
+        source: str = "the data",
+    ) -> Seq2SeqModule:
+        """Give the model what it translates with besides its weights (none of it a hyper-parameter: the
+        tokenizer is made by the data after the model, and all three are kept beside the weights in a
+        checkpoint): the joint `tokenizer` of its training data, the `languages` (source, target) it
+        translates between, and how to decode. Refuses, naming `source`, a tokenizer or language pair
+        other than the one the model already has. Returns the model."""
+        if tokenizer is not None:
+            if self.tokenizer is not None and tokenizer != self.tokenizer:
+                raise ValueError(
+                    f"the vocabulary of {source} differs from the model's own ({tokenizer.vocab_size} vs "
+                    f"{self.tokenizer.vocab_size} pieces, or the same size with other pieces): "
+                    "a checkpoint only works with the tokenizer it was trained with"
+                )
+            if tokenizer.vocab_size != self.vocab_size:
+                raise ValueError(
+                    f"the model has a vocabulary of {self.vocab_size} but {source} has {tokenizer.vocab_size} pieces"
+                )
+            self.tokenizer = tokenizer
+        if languages is not None:
+            check_languages(self.languages, languages, "the model", source)
+            self.languages = (languages[0], languages[1])
+        if decoding is not None:
+            self.decoding = decoding
+        return self
 
     @classmethod
     def load_from_checkpoint(

@@ -58,6 +58,8 @@ class GRUSeq2Seq(Seq2SeqModule):
         **kwargs: loss, optimiser and decoding settings of :class:`Seq2SeqModule`.
     """
 
+    has_attention, has_context_vector = False, True
+
     def __init__(
         self,
         vocab_size: int,
