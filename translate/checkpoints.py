@@ -206,7 +206,7 @@ def model_from(checkpoint: dict, **overrides: Any) -> Seq2SeqModule:
     model = model_class(**{**checked_hyper_parameters(checkpoint, model_class), **overrides})
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
-    model.decoding = decoding_of(checkpoint)
+    model.attach(decoding=decoding_of(checkpoint))
     return model.eval()
 
 

@@ -56,9 +56,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from translate.export import ExportedTransformer
-from translate.models.base import Seq2SeqModule
-from translate.serve_limits import Limits, Query, RequestError, check_query, has_context, read_body
+from translate.search import TranslationModel
+from translate.serve_limits import Limits, Query, RequestError, check_query, read_body
 from translate.serve_schema import (
     ERRORS,
     Figure,
@@ -257,21 +256,18 @@ class Server(uvicorn.Server):
             drain.cancel()  # done by now, unless the exit was forced
 
 
-def describe(name: str, checkpoint: Path, model: Seq2SeqModule | ExportedTransformer, report: dict) -> dict:
+def describe(name: str, checkpoint: Path, model: TranslationModel, report: dict) -> dict:
     """What GET /models says of a model: the report's test BLEU only if it scored this very checkpoint
     (an exported model's own record otherwise)."""
-    exported = isinstance(model, ExportedTransformer)
     scored = {Path(m["checkpoint"]).resolve(): m for m in report.get("models", []) if m.get("name") == name}
     entry = scored.get(checkpoint.resolve())
-    bleu = None if entry is None else round(entry["bleu"], 2)
-    if bleu is None and exported:
-        bleu = model.metadata["test_bleu"]
+    bleu = model.test_bleu if entry is None else round(entry["bleu"], 2)
     return {
         "name": name,
-        "architecture": model.architecture if exported else type(model).__name__,
-        "parameters": model.num_parameters if exported else sum(p.numel() for p in model.parameters()),
+        "architecture": model.architecture,
+        "parameters": model.num_parameters,
         "checkpoint": str(checkpoint),
-        "shows": "context vector" if has_context(model) else "attention",
+        "shows": "context vector" if model.has_context_vector else "attention",
         "languages": list(model.languages or []),
         "decoding": {"beam_size": model.decoding.beam_size, "alpha": model.decoding.alpha},
         "test_bleu": bleu,

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import torch
 from starlette.requests import Request
 
-from translate.export import ExportedTransformer
-from translate.models.base import Seq2SeqModule
 from translate.search import max_output_lengths
 from translate.sentences import split_lines
 from translate.translator import Translator
@@ -86,11 +84,6 @@ async def read_body(request: Request, limits: Limits) -> bytes:
         raise RequestError(f"the body did not arrive within {limits.body_seconds:g} s (the limit)", 408) from None
 
 
-def has_context(model: Seq2SeqModule | ExportedTransformer) -> bool:
-    """Whether the model shows one context vector per sentence (the GRU) rather than attention."""
-    return not isinstance(model, ExportedTransformer) and type(model).context_vector is not Seq2SeqModule.context_vector
-
-
 def source_lengths(name: str, translator: Translator, texts: list[str], limits: Limits) -> list[int]:
     """The source tokens of each sentence of `texts`; refused (413) past `limits.sentences` sentences or
     with a sentence longer than the model's source limit, which it would truncate."""
@@ -121,7 +114,7 @@ def check_query(query: Query, translators: dict[str, Translator], limits: Limits
         except ValueError as e:
             raise RequestError(str(e), 422) from e
         lengths = source_lengths(name, translator, query.texts, limits)
-        if query.attention and lengths and not has_context(translator.model):
+        if query.attention and lengths and not translator.model.has_context_vector:
             sources = torch.tensor(lengths)
             cells += int((sources * max_output_lengths(sources, decoding, translator.model.max_length)).sum())
     if cells > limits.attention_cells:

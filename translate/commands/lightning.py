@@ -47,7 +47,8 @@ class TranslateCLI(LightningCLI):
         check_resume(folders, self.config.fit.ckpt_path)
 
     def after_instantiate_classes(self) -> None:
-        self.model.decoding = (self.config_init[self.subcommand] if self.subcommand else self.config_init).decoding
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        self.model.attach(decoding=config.decoding)
 
     def after_test(self) -> None:
         """`translate test` writes the evaluation record of its test loop's translations beside its logs."""
