@@ -1,6 +1,7 @@
 """Scoring with sacreBLEU: corpus BLEU/chrF with bootstrap confidence intervals, paired significance
-between systems, and BLEU by source-sentence length (the bottleneck curve). BLEU is computed from each
-sentence's sufficient statistics, which evaluation records keep (records.py)."""
+between systems, BLEU by source-sentence length (the bottleneck curve), and the literature's BLEU on
+Moses-tokenized lowercased text. BLEU is computed from each sentence's sufficient statistics, which
+evaluation records keep (records.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import sacrebleu
 from sacrebleu.significance import _bootstrap_resample, _compute_p_value, estimate_ci
+from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
 CI_DIGITS = 4  # decimals of the bootstrap mean and CI kept from sacreBLEU's report
 
@@ -159,3 +161,30 @@ def bleu_by_length(
         label = f"{lo}-{hi}" if hi > lo else str(lo)
         rows.append({"bucket": label, "min_words": lo, "max_words": hi, "sentences": len(members), **score})
     return rows
+
+
+def literature_tokenized(texts: Sequence[str], lang: str) -> list[str]:
+    """Texts as Multi30k papers score them: lowercased, punctuation-normalized and tokenized by the Moses
+    scripts (sacremoses' port of lowercase.perl, normalize-punctuation.perl -l LANG and tokenizer.perl -l LANG,
+    special characters escaped as tokenizer.perl does), one space between tokens."""
+    normalizer, tokenizer = MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang)
+    return [tokenizer.tokenize(normalizer.normalize(text.lower()), return_str=True, escape=True) for text in texts]
+
+
+def literature_bleu(hypotheses: Sequence[str], tokenized_references: Sequence[str], lang: str) -> dict:
+    """BLEU the way Multi30k papers report it (e.g. fairseq's BLEU4): the hypotheses through
+    :func:`literature_tokenized`, scored against references already processed so (the official tokenized
+    test files) with no further tokenization. Not comparable with sacreBLEU's detokenized score."""
+    if len(hypotheses) != len(tokenized_references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(tokenized_references)} tokenized references")
+    metric = sacrebleu.BLEU(tokenize="none", force=True)  # force: the text is tokenized on purpose
+    score = metric.corpus_score(literature_tokenized(hypotheses, lang), [list(tokenized_references)])
+    return {
+        "bleu": score.score,
+        "precisions": [round(p, 1) for p in score.precisions],
+        "bp": round(score.bp, 3),
+        "hypothesis_tokens": score.sys_len,
+        "reference_tokens": score.ref_len,
+        "processing": f"lowercase, sacremoses normalize+tokenize -l {lang}",
+        "signature": str(metric.get_signature()),
+    }
