@@ -71,13 +71,28 @@ class TestSet:
 def dataset_test_set(dm: TranslationDataModule, split: str = "test", joined: Sequence[int] = (1,)) -> TestSet:
     """A split of the datamodule's dataset (read whole, whatever its `eval_join`), with every k of `joined`
     the split in consecutive runs of k sentences, one after the other."""
-    splits = load_splits(dm.dataset, dm.dataset_config, dm.cache_dir / "datasets")
+    languages = [dm.src_lang, dm.tgt_lang]
+    return split_test_set(dm.dataset, split, languages, joined, dm.dataset_config, dm.cache_dir / "datasets")
+
+
+def split_test_set(
+    dataset: str,
+    split: str,
+    languages: Sequence[str],
+    joined: Sequence[int] = (1,),
+    config: str | None = None,
+    cache_dir: Path | None = None,
+) -> TestSet:
+    """A split of `dataset` (corpus.load_splits) in `languages` (source, target), with every k of `joined`
+    the split in consecutive runs of k sentences, one after the other: the test set a report names."""
+    splits = load_splits(dataset, config, cache_dir)
     if split not in splits:
-        raise KeyError(f"dataset {dm.dataset!r} has no {split!r} split; splits found: {list(splits)}")
-    pairs = text_pairs(splits[split], dm.src_lang, dm.tgt_lang, split)
+        raise KeyError(f"dataset {dataset!r} has no {split!r} split; splits found: {list(splits)}")
+    src_lang, tgt_lang = languages
+    pairs = text_pairs(splits[split], src_lang, tgt_lang, split)
     runs = {k: join_runs(pairs, k, split) for k in joined}
     name = split if list(joined) == [1] else f"{split}.joined{'-'.join(map(str, sorted({min(joined), max(joined)})))}"
-    about = {"dataset": dm.dataset, "split": split, "languages": [dm.src_lang, dm.tgt_lang], "joined": list(joined)}
+    about = {"dataset": dataset, "split": split, "languages": [src_lang, tgt_lang], "joined": list(joined)}
     sources = [s for run in runs.values() for s in run["src"]]
     references = [t for run in runs.values() for t in run["tgt"]]
     return TestSet(name, sources, references, about, [k for k, run in runs.items() for _ in range(run.num_rows)])
