@@ -4,7 +4,7 @@ them side by side.
     POST /translate  {"text": str | [str], "model": NAME | "all", "beam_size"?, "alpha"?, "attention"?}
     GET  /openapi.json, /docs   the bodies' schemas (serve_schema.py), an example request
     GET  /models     name, architecture, parameters, test BLEU (from the leaderboard report) of each model
-    GET  /figures    the leaderboard figures the page links to
+    GET  /figures    the leaderboard figures the page links to; /evidence, /examples: serve_evidence.py
     GET  /health     200 {"status": "ok", ...} while every model's worker runs; 503 "degraded" naming
                      the dead ones (a worker does not come back: restart the server)
     GET  /ready      200 while every worker runs and the server is not shutting down; 503 otherwise
@@ -57,6 +57,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from translate.search import TranslationModel
+from translate.serve_evidence import Evidence, add_evidence_routes
 from translate.serve_limits import Limits, Query, RequestError, check_query, read_body
 from translate.serve_schema import (
     ERRORS,
@@ -308,10 +309,11 @@ def create_app(
     reports: Path | None = None,
     max_batch: int = 16,
     limits: Limits | None = None,
+    evidence: Evidence | None = None,
 ) -> FastAPI:
     """The app serving `models` (name: checkpoint and its Translator); `report` (the leaderboard JSON)
-    gives their test BLEU, `reports` (its folder) the figures; `max_batch` requests a batch at most.
-    Its workers are `app.state.pool`."""
+    gives their test BLEU, `reports` (its folder) the figures; `max_batch` requests a batch at most;
+    `evidence` (the report's, serve_evidence.py) the /evidence routes. Its workers are `app.state.pool`."""
     limits = limits or Limits()
     pool = Pool({name: Worker(name, translator, max_batch) for name, (_, translator) in models.items()}, limits)
     app = FastAPI(title="translate", lifespan=lifespan, redoc_url=None)  # /docs loads Swagger UI from a CDN
@@ -326,6 +328,7 @@ def create_app(
     found = Figures(figures=[Figure(title=title, url=f"/reports/{file}") for title, file in files.items()])
     add_info_routes(app, pool, Models.model_validate({"models": described}), found)
     add_translate_route(app, pool, request_model(limits, list(pool.workers)))
+    add_evidence_routes(app, evidence, {name: path for name, (path, _) in models.items()})
     return app
 
 
