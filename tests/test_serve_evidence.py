@@ -54,7 +54,10 @@ def reports(test_set, tmp_path_factory) -> Path:
             "checkpoint": str(root / f"{name}.ckpt"),
             "model": name.split("-")[0],
             "parameters": 1000,
-            **{"epochs": 1, "steps": 10, "train_seconds": None, "hardware": None},
+            "epochs": 1,
+            "steps": 10,
+            "train_seconds": None,
+            "hardware": None,
         }
         folder = record_folder(root / "records", model, test_set, DECODING)
         hypotheses = [system(reference) for reference in test_set.references]
