@@ -105,6 +105,49 @@ def test_the_translator_api_works_alike(trained, exported):
         translator.translate(" ".join(DE * 40), split_sentences=False)
 
 
+class Recorder:
+    """CTranslate2's translator, with each batch handed over and each result awaited recorded in `events`; with
+    `wait`, each batch is decoded before translate_batch returns, as the Translator had it before it handed
+    over every batch at once."""
+
+    def __init__(self, translator, wait: bool) -> None:
+        self.translator, self.wait, self.events = translator, wait, []
+
+    def translate_batch(self, sources, asynchronous: bool, **options):
+        self.events.append("batch")
+        if self.wait:
+            return [Awaited(lambda r=r: r, self.events) for r in self.translator.translate_batch(sources, **options)]
+        pending = self.translator.translate_batch(sources, asynchronous=asynchronous, **options)
+        return [Awaited(p.result, self.events) for p in pending]
+
+
+class Awaited:
+    """A result of CTranslate2, its awaiting recorded."""
+
+    def __init__(self, get, events: list[str]) -> None:
+        self.get, self.events = get, events
+
+    def result(self):
+        self.events.append("result")
+        return self.get()
+
+
+@pytest.mark.parametrize("quantization", ["int8", "float32"])
+def test_the_translator_hands_every_batch_over_at_once_with_the_same_translations(exported, quantization):
+    outputs, events = {}, {}
+    for wait in (True, False):
+        translator = Translator.from_checkpoint(exported[quantization], "cpu")
+        translator.model.translator = recorder = Recorder(translator.model.translator, wait)
+        outputs[wait] = translator.translate(SOURCES, max_tokens=100, n_best=2, return_details=True)
+        events[wait] = recorder.events
+    batches = events[False].count("batch")
+    assert batches > 10 and events[False] == ["batch"] * batches + ["result"] * len(SOURCES)
+    for before, now in zip(outputs[True], outputs[False], strict=True):
+        for a, b in zip(before, now, strict=True):
+            assert (a.text, a.score, a.target_pieces) == (b.text, b.score, b.target_pieces)
+            assert torch.equal(a.attention, b.attention)
+
+
 def test_generate_and_serve_take_the_exported_directory(exported):
     result = subprocess.run(
         [sys.executable, "-m", "translate.cli", "generate", "--checkpoint", str(exported["int8"])],

@@ -30,6 +30,24 @@ def test_shapes_and_order(translator):
     assert translator.translate(DE, beam_size=1) == EN
 
 
+def test_every_batch_is_handed_to_the_model_at_once(translator, monkeypatch):
+    model, handed = translator.model, []
+    generate_batches = model.generate_batches
+
+    def recorded(batches, decoding=None, attention=False):
+        handed.append(list(batches))
+        return generate_batches(handed[-1], decoding, attention)
+
+    monkeypatch.setattr(model, "generate_batches", recorded)
+    assert translator.translate([*DE, ""], max_tokens=60) == [*EN, ""]
+    (batches,) = handed  # one call, with every batch
+    assert len(batches) > 1 and sum(len(lengths) for _, lengths in batches) == len(DE)  # not the empty text
+    budget = 60 // model.decoding.beam_size  # source tokens (eos included) a batch, unless it has one source
+    for src, lengths in batches:
+        assert src.shape == (len(lengths), lengths.max())
+        assert len(lengths) == 1 or (lengths.max() + 1) * len(lengths) <= budget
+
+
 def test_details_scores_and_attention(translator):
     detail = translator.translate(DE[2], return_details=True)
     assert isinstance(detail, Translation) and detail.text == EN[2]

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -257,8 +258,9 @@ class ExportedTransformer:
         self.architecture = f"{self.metadata['architecture']} (CTranslate2 {self.metadata['quantization']})"
         self.num_parameters = self.metadata["parameters"]
         self.test_bleu = self.metadata["test_bleu"]
-        # on the CPU one thread per batch and `threads` batches at once: 1.9x the sentences/s of one batch on
-        # two threads (2 cores, benchmarks/decoding_speed/ctranslate2_speed.md); so each batch is split among them
+        # on the CPU one thread per batch and `threads` batches at once: 1.39x the sentences/s of each batch on
+        # both threads (2 cores, benchmarks/decoding_speed/ctranslate2_speed.md); so each batch is split among
+        # them (a lone batch, as the server's, keeps every thread busy) and all batches are handed over at once
         self.workers = (threads or torch.get_num_threads()) if device == "cpu" else 1
         self.translator = ctranslate2.Translator(
             str(directory), device=device, inter_threads=self.workers, intra_threads=1 if device == "cpu" else 0
@@ -279,13 +281,35 @@ class ExportedTransformer:
     def generate(
         self, src: Tensor, src_lengths: Tensor, decoding: Decoding | None = None, attention: bool = False
     ) -> list[list[Hypothesis]]:
-        """The `decoding.n_best` hypotheses of each source (B, S) by CTranslate2's search. CTranslate2 has
-        one length limit per batch, so an output longer than its own limit (:func:`max_output_lengths`,
-        eos included) is cut there, as our search ends it."""
+        """The `decoding.n_best` hypotheses of each source (B, S) by CTranslate2's search (:meth:`submit`)."""
+        return next(self.generate_batches([(src, src_lengths)], decoding, attention))
+
+    def generate_batches(
+        self, batches: Iterable[tuple[Tensor, Tensor]], decoding: Decoding | None = None, attention: bool = False
+    ) -> Iterator[list[list[Hypothesis]]]:
+        """:meth:`generate` of each batch (src (B, S), src_lengths (B,)) in turn, every batch handed to
+        CTranslate2 before the first is awaited: its threads go from one part to the next without waiting
+        for each other at the end of a batch, or for the caller between batches. Each batch is decoded as
+        :meth:`generate` decodes it alone, so the hypotheses are the same."""
         decoding = decoding or self.decoding
+        submitted = [self.submit(src, src_lengths, decoding, attention) for src, src_lengths in batches]
+        for pending, limits in submitted:
+            results = [result.result() for result in pending]  # waits for this batch only
+            yield [
+                [self.hypothesis(result, k, limit - 1, attention) for k in range(len(result.hypotheses))]
+                for result, limit in zip(results, limits, strict=True)
+            ]
+
+    def submit(
+        self, src: Tensor, src_lengths: Tensor, decoding: Decoding, attention: bool
+    ) -> tuple[list[ctranslate2.AsyncTranslationResult], list[int]]:
+        """Hand the sources (B, S) to CTranslate2's threads, one part of the batch to each, without waiting:
+        each source's pending result and its longest output (:func:`max_output_lengths`, eos included).
+        CTranslate2 has one length limit per batch, so :meth:`hypothesis` cuts an output longer than its
+        own limit there, as our search ends it."""
         sources = [self.tokenizer.pieces(row[:length].tolist()) for row, length in zip(src, src_lengths, strict=True)]
         limits = max_output_lengths(src_lengths, decoding, self.max_length).tolist()  # (B,)
-        results = self.translator.translate_batch(
+        pending = self.translator.translate_batch(
             sources,
             beam_size=decoding.beam_size,
             num_hypotheses=decoding.n_best,
@@ -297,11 +321,9 @@ class ExportedTransformer:
             return_scores=True,
             return_attention=attention,
             return_end_token=True,
+            asynchronous=True,
         )
-        return [
-            [self.hypothesis(result, k, limit - 1, attention) for k in range(len(result.hypotheses))]
-            for result, limit in zip(results, limits, strict=True)
-        ]
+        return pending, limits
 
     def hypothesis(self, result: ctranslate2.TranslationResult, k: int, longest: int, attention: bool) -> Hypothesis:
         """The k-th hypothesis of `result` without its eos, at most `longest` tokens; attention (len + 1, S),

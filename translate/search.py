@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -130,6 +131,13 @@ class TranslationModel(Protocol):
     ) -> list[list[Hypothesis]]:
         """The `decoding.n_best` hypotheses of each source (B, S) (default: the model's own decoding); with
         `attention` and `has_attention`, each carries its attention matrix (len + 1, S)."""
+
+    def generate_batches(
+        self, batches: Iterable[tuple[Tensor, Tensor]], decoding: Decoding | None = None, attention: bool = False
+    ) -> Iterator[list[list[Hypothesis]]]:
+        """:meth:`generate` of each batch (src (B, S), src_lengths (B,)) in turn, the same hypotheses. A model
+        may decode several batches at once (the exported Transformer hands them all to CTranslate2's threads),
+        so a caller with several batches hands them over together."""
 
     def context_vector(self, src: Tensor, src_lengths: Tensor) -> Tensor | None:
         """The one vector (B, H) of each source, where `has_context_vector`; None otherwise."""

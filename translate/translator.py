@@ -160,21 +160,26 @@ class Translator:
         todo = np.array([i for i, x in enumerate(ids) if x], dtype=np.int64)
         lengths = np.array([len(ids[i]) for i in todo], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
-        batches = token_budget_batches(order, lengths + 1, max(1, max_tokens // decoding.beam_size))
+        budget = max(1, max_tokens // decoding.beam_size)
+        batches = [todo[rows] for rows in token_budget_batches(order, lengths + 1, budget)]
+        # all batches handed over at once: a model may decode several together (the exported Transformer does)
+        decoded = self.model.generate_batches((self._padded(ids, b) for b in batches), decoding, attention=record)
         with tqdm(total=len(texts), unit="sent", disable=not progress, initial=len(texts) - len(todo)) as bar:
-            for rows in batches:
-                batch = todo[rows].tolist()
-                src = pad_sequence([torch.tensor(ids[i]) for i in batch], batch_first=True, padding_value=PAD_ID)
-                src_lengths = torch.from_numpy(lengths[rows]).to(self.device)
-                hyps = self.model.generate(src.to(self.device), src_lengths, decoding, attention=record)
+            for batch, hyps in zip(batches, decoded, strict=True):
                 vectors = None  # (B, H) where the model has one context vector per source
                 if record and self.model.has_context_vector:
-                    vectors = self.model.context_vector(src.to(self.device), src_lengths)
-                for row, (i, nbest) in enumerate(zip(batch, hyps, strict=True)):
+                    vectors = self.model.context_vector(*self._padded(ids, batch))
+                for row, (i, nbest) in enumerate(zip(batch.tolist(), hyps, strict=True)):
                     context = None if vectors is None else vectors[row : row + 1].float().cpu()  # (1, H)
                     results[i] = [self._translation(ids[i], h, context) for h in nbest]
                 bar.update(len(batch))
         return results
+
+    def _padded(self, ids: list[list[int]], batch: np.ndarray) -> tuple[Tensor, Tensor]:
+        """The sources `batch` (rows of `ids`) padded, (B, S), and their lengths (B,), on the device."""
+        rows = [torch.tensor(ids[i]) for i in batch]
+        src = pad_sequence(rows, batch_first=True, padding_value=PAD_ID)  # (B, S)
+        return src.to(self.device), torch.tensor([len(row) for row in rows], device=self.device)
 
     @staticmethod
     def _rejoin(

@@ -5,8 +5,9 @@
 Exports the checkpoint (`translate export`) in float32 and int8, chooses each backend's length penalty on validation
 (GNMT's for ours, CTranslate2's score / length ** alpha for the exports), then decodes the test split with each in
 turn, `--rounds` times alternately (the VM's drift hits them alike), same threads and batches, scored by sacreBLEU.
-Then, alone, int8 as a CTranslate2 Translator decodes by default (each batch on every thread), not as ours does (a
-thread per part of each batch, the parts at once).
+Int8 also runs as it did before the Translator handed every batch over at once (each batch awaited before the next
+is handed over), alternately with the rest. Then, alone, int8 as a CTranslate2 Translator decodes by default (each
+batch on every thread), not as ours does (a thread per part of each batch, the parts at once).
 """
 
 import argparse
@@ -24,6 +25,14 @@ from translate.evaluation import corpus_score
 from translate.export import ExportedTransformer, export
 
 GRID = (0.0, 0.4, 0.8, 1.0, 1.2, 1.6, 2.0)
+
+
+class ABatchAtATime(ExportedTransformer):
+    """The exported model with each batch awaited before the next is handed over (as before 2026-12-06)."""
+
+    def generate_batches(self, batches, decoding=None, attention=False):
+        for batch in batches:
+            yield from super().generate_batches([batch], decoding, attention)
 
 
 def one_batch_on_all_threads(directory: Path) -> Translator:
@@ -90,6 +99,8 @@ def main() -> None:
     for name, translator in translators.items():
         print(f"{name}: choosing alpha on validation", flush=True)
         chosen[name] = choose_alpha(translator, *validation)
+    translators["ctranslate2 int8, a batch at a time"] = Translator(ABatchAtATime(args.exports / "int8"))
+    chosen["ctranslate2 int8, a batch at a time"] = chosen["ctranslate2 int8"]
     sources = data.sources("test")
     test = (sources, data.references("test"), args.max_tokens)
     runs = timed_rounds(translators, chosen, test, range(1, args.rounds + 1), warm_up=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -184,6 +184,12 @@ class Seq2SeqModule(L.LightningModule):
         """The `n_best` translations of each source (B, S), by `decoding` (default: the model's own);
         with `attention`, each hypothesis carries its attention matrix (models with attention)."""
         return search(self, src, src_lengths, decoding or self.decoding, self.max_length, attention)
+
+    def generate_batches(
+        self, batches: Iterable[tuple[Tensor, Tensor]], decoding: Decoding | None = None, attention: bool = False
+    ) -> Iterator[list[list[Hypothesis]]]:
+        """:meth:`generate` of each batch (src (B, S), src_lengths (B,)), one after the other."""
+        return (self.generate(src, src_lengths, decoding, attention) for src, src_lengths in batches)
 
     # -- evaluation loops --------------------------------------------------------------------------
 
