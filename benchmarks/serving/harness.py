@@ -1,5 +1,5 @@
-"""What both serving benchmarks need: `translate serve` started in a process of its own, and a client whose
-every answer is checked against the model's own translation."""
+"""What the serving benchmarks need: `translate serve` started in a process of its own, and a client whose
+every answer is checked against each model's own translation."""
 
 import socket
 import subprocess
@@ -20,19 +20,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkpoint: str, port: int, *options: str) -> subprocess.Popen:
-    """`translate serve` (with `options`) of this working tree in a process of its own, once /health answers."""
-    command = [
-        sys.executable,
-        "-m",
-        "translate.cli",
-        "serve",
-        "--checkpoint",
-        checkpoint,
-        "--port",
-        str(port),
-        *options,
-    ]
+def start_server(checkpoints: list[str], port: int, *options: str) -> subprocess.Popen:
+    """`translate serve` of the `checkpoints` (NAME=PATH each, a .ckpt or an exported directory), with
+    `options`, from this working tree in a process of its own, once /health answers."""
+    given = [argument for checkpoint in checkpoints for argument in ("--checkpoint", checkpoint)]
+    command = [sys.executable, "-m", "translate.cli", "serve", *given, "--port", str(port), *options]
     with tempfile.TemporaryFile() as log:  # not a pipe: a full one would stall the server
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
         deadline = time.time() + 120
@@ -49,27 +41,48 @@ def start_server(checkpoint: str, port: int, *options: str) -> subprocess.Popen:
     raise RuntimeError("translate serve did not answer /health within 120 s")
 
 
+def outcome_of(response: httpx.Response, expected: dict[str, str]) -> str:
+    """The outcome of a request: ok if every model answered its own translation (`expected`: model name ->
+    text), differs if one answered another, else the HTTP status and the start of the body."""
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    answers = {name: answer["translations"] for name, answer in response.json()["results"].items()}
+    return "ok" if answers == expected else "differs"
+
+
 async def client(
-    http: httpx.AsyncClient, url: str, name: str, sentences: list[str], expected: list[str], start: int, count: int
+    http: httpx.AsyncClient,
+    url: str,
+    sentences: list[str],
+    expected: dict[str, list[str]],
+    start: int,
+    count: int,
+    attention: bool = False,
 ) -> list[tuple[float, str]]:
-    """`count` requests one after the other; each one's latency and outcome (ok, differs, or the error)."""
+    """`count` requests one after the other, each one sentence to every model ("model": "all"); each
+    one's latency and outcome (ok, differs, or the error)."""
     outcomes = []
     for i in range(start, start + count):
         began = time.perf_counter()
         try:
-            response = await http.post(url, json={"text": sentences[i], "model": name})
-            if response.status_code != 200:
-                outcome = f"HTTP {response.status_code}: {response.text[:200]}"
-            else:
-                outcome = "ok" if response.json()["results"][name]["translations"] == expected[i] else "differs"
+            body = {"text": sentences[i], "model": "all", "attention": attention}
+            response = await http.post(url, json=body)
+            outcome = outcome_of(response, {name: translations[i] for name, translations in expected.items()})
         except httpx.HTTPError as e:
             outcome = f"{type(e).__name__}: {e}"
         outcomes.append((time.perf_counter() - began, outcome))
     return outcomes
 
 
-def sentences_and_translations(path: str, dataset: str, count: int) -> tuple[list[str], list[str]]:
-    """The first `count` test sentences of `dataset`, and the model's own translation of each, made alone."""
+def sentences_and_translations(
+    checkpoints: list[str], dataset: str, count: int
+) -> tuple[list[str], dict[str, list[str]]]:
+    """The first `count` test sentences of `dataset`, and each model's (NAME=PATH) own translation of each,
+    made alone."""
     sentences = TranslationDataModule(dataset=dataset).sources("test")[:count]
-    translator = Translator.from_checkpoint(path, device="cpu")
-    return sentences, [translator.translate(sentence) for sentence in sentences]
+    expected = {}
+    for checkpoint in checkpoints:
+        name, path = checkpoint.split("=", 1)
+        translator = Translator.from_checkpoint(path, device="cpu")
+        expected[name] = [translator.translate(sentence) for sentence in sentences]
+    return sentences, expected

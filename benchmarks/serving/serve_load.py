@@ -1,12 +1,17 @@
 """Load on `translate serve`: concurrent clients against 127.0.0.1, with and without request batching.
 
-Starts `translate serve --max-batch B` as its own process for each B, alternately (rounds of every B,
-so the VM's drift hits them alike), then `--clients` clients each send `--requests` requests of one
-test sentence, one after the other, and stop. Every answer is checked against the model's own
-translation of that sentence (made here first, alone); the results give failed requests, answers that
-differ, throughput and p50/p95 latency per B.
+Starts `translate serve --max-batch B` with every `--checkpoint` (NAME=PATH: a .ckpt of `translate fit` or a
+directory of `translate export`) as its own process for each B, alternately (rounds of every B, so the VM's drift
+hits them alike), then `--clients` clients each send `--requests` requests of one test sentence to every model
+("model": "all"), one after the other, and stop. Every answer is checked against each model's own translation of
+that sentence (made here first, alone); the results give failed requests, answers that differ, throughput and
+p50/p95 latency per B. With one client, p50 is the median wall time of a request alone.
 
     python -m benchmarks.serving.serve_load --checkpoint bahdanau=checkpoints/bahdanau/best-….ckpt
+    python -m benchmarks.serving.serve_load --checkpoint gru=… bahdanau=… transformer=… --name serve_load_all
+    python -m benchmarks.serving.serve_load --checkpoint ct2=checkpoints/ctranslate2/int8 --name serve_load_ct2
+    python -m benchmarks.serving.serve_load --checkpoint gru=… bahdanau=… transformer=… --clients 1 \\
+        --requests 20 --max-batch 16 --rounds 1 --attention --name serve_latency_all
 """
 
 import argparse
@@ -21,13 +26,17 @@ from benchmarks.common import write_results
 from benchmarks.serving.harness import client, free_port, sentences_and_translations, start_server
 
 
-async def load(port: int, name: str, sentences: list[str], expected: list[str], clients: int, requests: int) -> dict:
-    """All `clients` at once, `requests` each: failures, differing answers, throughput and latency."""
+async def load(port: int, sentences: list[str], expected: dict[str, list[str]], args: argparse.Namespace) -> dict:
+    """All `args.clients` at once, `args.requests` each: failures, differing answers, throughput and latency."""
     url = f"http://127.0.0.1:{port}/translate"
-    limits = httpx.Limits(max_connections=clients)
+    limits = httpx.Limits(max_connections=args.clients)
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        await client(http, url, sentences, expected, 0, 1, args.attention)  # a warm-up request, not counted
         began = time.perf_counter()
-        runs = [client(http, url, name, sentences, expected, c * requests, requests) for c in range(clients)]
+        runs = [
+            client(http, url, sentences, expected, c * args.requests, args.requests, args.attention)
+            for c in range(args.clients)
+        ]
         outcomes = [o for run in await asyncio.gather(*runs) for o in run]
         wall = time.perf_counter() - began
     latencies = sorted(seconds for seconds, _ in outcomes)
@@ -46,38 +55,37 @@ async def load(port: int, name: str, sentences: list[str], expected: list[str], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, metavar="NAME=PATH")
+    parser.add_argument("--checkpoint", required=True, nargs="+", metavar="NAME=PATH", help="the models served")
     parser.add_argument("--dataset", default="../shared/data/multi30k")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=25, help="per client")
     parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--attention", action="store_true", help="ask each model's attention too")
     parser.add_argument("--name", default="serve_load", help="<name>.json and .md beside this script")
     args = parser.parse_args()
-    name, path = args.checkpoint.split("=", 1)
-    total = args.clients * args.requests
-    sentences, expected = sentences_and_translations(path, args.dataset, total)  # each alone, as with --max-batch 1
+    if any("=" not in checkpoint for checkpoint in args.checkpoint):
+        parser.error(f"--checkpoint takes NAME=PATH, got {args.checkpoint}")
+    # each sentence alone, as with --max-batch 1
+    sentences, expected = sentences_and_translations(args.checkpoint, args.dataset, args.clients * args.requests)
     runs = []
     for round_ in range(args.rounds):
         for max_batch in args.max_batch:
             port = free_port()
             server = start_server(args.checkpoint, port, "--max-batch", str(max_batch))
             try:
-                result = asyncio.run(load(port, name, sentences, expected, args.clients, args.requests))
+                result = asyncio.run(load(port, sentences, expected, args))
             finally:
                 server.terminate()
                 server.wait(30)
             runs.append({"round": round_ + 1, "max_batch": max_batch, **result})
             print(runs[-1], flush=True)
-    write_results(
-        Path(__file__).parent,
-        args.name,
-        {"model": name, "checkpoint": path, "clients": args.clients, "runs": runs},
-        table(runs),
-    )
+    models = dict(checkpoint.split("=", 1) for checkpoint in args.checkpoint)
+    settings = {"clients": args.clients, "requests_per_client": args.requests, "attention": args.attention}
+    write_results(Path(__file__).parent, args.name, {"models": models, **settings, "runs": runs}, table(runs, models))
 
 
-def table(runs: list[dict]) -> str:
+def table(runs: list[dict], models: dict[str, str]) -> str:
     lines = [
         "| round | max batch | requests | failed | differ | seconds | requests/s | p50 ms | p95 ms |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -87,7 +95,8 @@ def table(runs: list[dict]) -> str:
             f"| {r['round']} | {r['max_batch']} | {r['requests']} | {r['failed']} | {r['differ']} | {r['seconds']} "
             f"| {r['requests_per_second']} | {r['p50_ms']} | {r['p95_ms']} |"
         )
-    return "\n".join(lines)
+    served = ", ".join(f"{name} ({path})" for name, path in models.items())
+    return "\n".join(lines) + f"\n\nEach request: one test sentence to every model served: {served}."
 
 
 if __name__ == "__main__":

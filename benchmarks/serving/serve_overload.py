@@ -58,11 +58,11 @@ def poll(url: str, stop: threading.Event, seconds: list[float], statuses: Counte
             time.sleep(0.01)
 
 
-async def load(url: str, name: str, sentences: list[str], expected: list[str], args: argparse.Namespace) -> list:
+async def load(url: str, sentences: list[str], expected: dict[str, list[str]], args: argparse.Namespace) -> list:
     """Every client's outcomes (harness.client), within `args.seconds` in all."""
     async with httpx.AsyncClient(timeout=args.seconds, limits=httpx.Limits(max_connections=args.clients)) as http:
         runs = [
-            client(http, f"{url}/translate", name, sentences, expected, c * args.requests, args.requests)
+            client(http, f"{url}/translate", sentences, expected, c * args.requests, args.requests)
             for c in range(args.clients)
         ]
         return [outcome for run in await asyncio.wait_for(asyncio.gather(*runs), args.seconds) for outcome in run]
@@ -75,16 +75,16 @@ def status(outcome: str) -> str:
 
 def overload(checkpoint: str, args: argparse.Namespace) -> dict:
     name, path = checkpoint.split("=", 1)
-    sentences, expected = sentences_and_translations(path, args.dataset, args.clients * args.requests)
+    sentences, expected = sentences_and_translations([checkpoint], args.dataset, args.clients * args.requests)
     port, options = free_port(), ["--max-batch", str(args.max_batch), "--queue", str(args.queue)]
-    server = start_server(checkpoint, port, *options, "--max-connections", str(args.max_connections))
+    server = start_server([checkpoint], port, *options, "--max-connections", str(args.max_connections))
     url, stop, seconds, health = f"http://127.0.0.1:{port}", threading.Event(), [], Counter()
     try:
         before = memory(server.pid)
         poller = threading.Thread(target=poll, args=(url, stop, seconds, health))
         poller.start()
         began = time.perf_counter()
-        outcomes = [outcome for _, outcome in asyncio.run(load(url, name, sentences, expected, args))]
+        outcomes = [outcome for _, outcome in asyncio.run(load(url, sentences, expected, args))]
         wall = time.perf_counter() - began
         stop.set()
         poller.join()
