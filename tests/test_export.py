@@ -48,6 +48,10 @@ def test_the_exported_model_offers_the_one_interface(trained, exported):
     assert theirs.num_parameters == ours.num_parameters and theirs.test_bleu is None
     assert (theirs.has_attention, theirs.has_context_vector) == (ours.has_attention, ours.has_context_vector)
     assert theirs.for_inference(torch.device("cpu")) is theirs
+    assert ours.has_gradients and ours.attention_maps == 8  # 2 layers x 4 heads
+    assert not theirs.has_gradients and theirs.attention_maps == 0  # its search gives the mean over heads, no more
+    src, lengths = torch.tensor([[5, 6, 7]]), torch.tensor([3])
+    assert theirs.cross_attention(src, lengths, torch.tensor([[BOS_ID, 8]])) is None
     assert theirs.source_limit(ours.decoding) == ours.source_limit(ours.decoding)
 
 
@@ -162,8 +166,10 @@ def test_generate_and_serve_take_the_exported_directory(exported):
         (described,) = client.get("/models").json()["models"]
         assert described["architecture"] == "TransformerSeq2Seq (CTranslate2 int8)"
         assert described["shows"] == "attention" and described["parameters"] > 0
-        answer = client.post("/translate", json={"text": [DE[0], DE[1]], "model": "ct2", "attention": True}).json()
-        assert len(answer["results"]["ct2"]["translations"]) == 2 and answer["results"]["ct2"]["attention"][0]
+        body = {"text": [DE[0], DE[1]], "model": "ct2", "attention": True, "saliency": True, "n_best": 2}
+        answer = client.post("/translate", json=body).json()["results"]["ct2"]
+        assert len(answer["translations"]) == 2 and answer["attention"][0] and "heads" not in answer["attention"][0][0]
+        assert answer["saliency"] is None and [len(nbest) for nbest in answer["nbest"]] == [2, 2]
 
 
 def test_export_command_records_the_reported_bleu_and_refuses_to_overwrite(trained, tmp_path, capsys):

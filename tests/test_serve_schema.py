@@ -6,9 +6,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from conftest import tiny_model
+from translate.search import max_output_lengths
 from translate.serve import Limits, create_app
 from translate.serve_schema import TranslateResponse
 from translate.translator import Translator
@@ -72,15 +74,25 @@ BAD = [
     (b'{"text": "Hund", "alpha": Infinity}', 422, "alpha: Input should be a finite number"),
     (encoded({"text": "Hund", "attention": "yes"}), 422, "attention: Input should be a valid boolean"),
     (encoded({"text": "Hund", "attention": 1}), 422, "attention: Input should be a valid boolean"),
+    (encoded({"text": "Hund", "n_best": 2.0}), 422, "n_best: Input should be a valid integer"),
+    (encoded({"text": "Hund", "saliency": "yes"}), 422, "saliency: Input should be a valid boolean"),
+    (encoded({"text": "Hund", "reference": 3}), 422, "reference: Input should be a string, a list of strings or null"),
+    (encoded({"text": "Hund", "reference": ["a"]}), 422, "reference: Input should be a string, as text is"),
+    (encoded({"text": ["a"], "reference": "a"}), 422, "reference: Input should be a list of 1 string, as text is"),
+    (encoded({"text": ["a", "b"], "reference": ["a"]}), 422, "reference: Input should be a list of 2 strings"),
     # out of range
     (encoded({"text": "Hund", "beam_size": 0}), 422, "beam_size: Input should be greater than or equal to 1"),
     (encoded({"text": "Hund", "beam_size": 1000}), 422, "beam_size: Input should be less than or equal to 16"),
     (encoded({"text": "Hund", "alpha": -1}), 422, "alpha: Input should be greater than or equal to 0"),
+    (encoded({"text": "Hund", "n_best": 0}), 422, "n_best: Input should be greater than or equal to 1"),
+    (encoded({"text": "Hund", "n_best": 17}), 422, "n_best: Input should be less than or equal to 16"),
+    (encoded({"text": "Hund", "beam_size": 2, "n_best": 3}), 422, "n_best: Input should be at most beam_size (2)"),
     # over a size limit
     (encoded({"text": "a" * 100_000}), 413, "text: String should have at most 5000 characters"),
     (encoded({"text": ["Ja.", "a" * 6_000]}), 413, "text[1]: String should have at most 5000 characters"),
     (encoded({"text": ["Ja."] * 10_000}), 413, "text: List should have at most 64 items after validation, not 10000"),
     (encoded({"text": ["a" * 4_000] * 6}), 413, "text: the texts have 24000 characters in all (at most 20000)"),
+    (encoded({"text": "Ja.", "reference": "a" * 6_000}), 413, "reference: String should have at most 5000 characters"),
 ]
 
 
@@ -151,6 +163,9 @@ def test_the_schema_shows_typed_fields_the_limits_and_an_example(client):
     assert fields["beam_size"]["anyOf"] == [{"type": "integer", "minimum": 1, "maximum": 16}, {"type": "null"}]
     assert fields["alpha"]["anyOf"] == [{"type": "number", "minimum": 0}, {"type": "null"}]
     assert fields["attention"]["type"] == "boolean" and fields["attention"]["default"] is False
+    assert fields["saliency"]["type"] == "boolean" and fields["saliency"]["default"] is False
+    assert (fields["n_best"]["type"], fields["n_best"]["minimum"], fields["n_best"]["maximum"]) == ("integer", 1, 16)
+    assert fields["reference"]["oneOf"] == [{"type": "null"}, *fields["text"]["oneOf"]]
     assert all(field["description"] for field in fields.values())
     (example,) = schema["examples"]
     answered = client.post("/translate", json=example)
@@ -183,3 +198,29 @@ def test_the_schema_and_the_checks_follow_the_server_limits(models):
         beams = client.post("/translate", json={"text": "Hund", "beam_size": 5})
         assert beams.status_code == 422 and "less than or equal to 4" in beams.json()["error"]
         assert client.post("/translate", json={"text": ["Hund", "Katze"], "beam_size": 4}).status_code == 200
+
+
+def test_n_best_over_a_models_own_beam_size_is_refused_naming_both(client):
+    refused = client.post("/translate", json={"text": "Hund", "model": "gru", "n_best": 6})  # its beam size: 5
+    assert refused.status_code == 422
+    assert refused.json() == {"error": "gru: n_best must be between 1 and beam_size (5), got 6"}
+    answered = client.post("/translate", json={"text": "Hund", "model": "gru", "n_best": 5}).json()
+    assert len(answered["results"]["gru"]["nbest"]) == 5
+
+
+def test_attention_cells_count_every_head_where_a_model_shows_them(models):
+    transformer = models["transformer"][1]
+    n = len(transformer.tokenizer.encode(["Hund"])[0])
+    cells = n * int(max_output_lengths(torch.tensor([n]), transformer.model.decoding)[0])  # one map
+    maps = 1 + transformer.model.attention_maps  # the average, and 2 layers x 4 heads
+    for limit, status in ((maps * cells - 1, 413), (maps * cells, 200)):
+        with TestClient(create_app(models, limits=Limits(attention_cells=limit))) as client:
+            answer = client.post("/translate", json={"text": "Hund", "attention": True})  # the GRU's: not counted
+            assert answer.status_code == status, answer.text
+            if status == 413:
+                error = answer.json()["error"]
+                assert f"up to {maps * cells} cells" in error and f"over the limit of {limit} a request" in error
+                assert client.post("/translate", json={"text": "Hund"}).status_code == 200
+            else:
+                heads = answer.json()["results"]["transformer"]["attention"][0]["heads"]
+                assert len(heads) * len(heads[0]) == maps - 1

@@ -242,9 +242,11 @@ def export(
 class ExportedTransformer:
     """A directory written by :func:`export`, decoded by CTranslate2 on `device` ("cpu" or "cuda"), on the
     CPU by `threads` threads (0: torch's count): a search.TranslationModel, as the torch models are (its
-    search is CTranslate2's own, so it has no encode/decode_step)."""
+    search is CTranslate2's own, so it has no encode/decode_step). It gives no gradients (no saliency), and
+    its attention only averaged over the last layer's heads (no :meth:`cross_attention`)."""
 
-    has_attention, has_context_vector = True, False
+    has_attention, has_context_vector, has_gradients = True, False, False
+    attention_maps = 0
 
     def __init__(self, directory: str | Path, device: str = "cpu", threads: int = 0) -> None:
         directory = Path(directory)
@@ -276,6 +278,10 @@ class ExportedTransformer:
 
     def context_vector(self, src: Tensor, src_lengths: Tensor) -> None:
         """None: a Transformer has attention, not one context vector."""
+        return None
+
+    def cross_attention(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> None:
+        """None: CTranslate2 returns attention averaged over heads, during its own search only."""
         return None
 
     def generate(

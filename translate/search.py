@@ -107,8 +107,10 @@ class TranslationModel(Protocol):
     `architecture` (its class name, "TransformerSeq2Seq"; an export says so and its quantization),
     `num_parameters`, `has_attention` (its decoder attends over the source: hypotheses can carry attention),
     `has_context_vector` (the source reaches its decoder as one vector: :meth:`context_vector`),
-    `max_length` (its longest source and output, None for no limit) and `test_bleu` (the test BLEU it
-    carries: an export's; a checkpoint's is in its evaluation records, None)."""
+    `has_gradients` (its log-likelihood can be differentiated: saliency.py can follow the gradient),
+    `attention_maps` (how many cross-attention maps :meth:`cross_attention` gives: layers x heads, 0 for
+    none), `max_length` (its longest source and output, None for no limit) and `test_bleu` (the test BLEU
+    it carries: an export's; a checkpoint's is in its evaluation records, None)."""
 
     tokenizer: SharedTokenizer | None
     languages: tuple[str, str] | None
@@ -117,6 +119,8 @@ class TranslationModel(Protocol):
     num_parameters: int
     has_attention: bool
     has_context_vector: bool
+    has_gradients: bool
+    attention_maps: int
     max_length: int | None
     test_bleu: float | None
 
@@ -141,6 +145,10 @@ class TranslationModel(Protocol):
 
     def context_vector(self, src: Tensor, src_lengths: Tensor) -> Tensor | None:
         """The one vector (B, H) of each source, where `has_context_vector`; None otherwise."""
+
+    def cross_attention(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor | None:
+        """Every decoder layer's and head's attention (B, layers, heads, T, S) over the sources (B, S),
+        teacher-forced on `tgt_in` (B, T) (bos + target), where `attention_maps`; None otherwise."""
 
 
 def max_output_lengths(src_lengths: Tensor, decoding: Decoding, cap: int | None = None) -> Tensor:

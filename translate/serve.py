@@ -1,7 +1,7 @@
-"""`translate serve`: the models behind an HTTP API (FastAPI on uvicorn), and a page at `/` that shows
-them side by side.
+"""`translate serve`: the models behind an HTTP API (FastAPI on uvicorn) and a page at `/` showing them side by side.
 
-    POST /translate  {"text": str | [str], "model": NAME | "all", "beam_size"?, "alpha"?, "attention"?}
+    POST /translate  {"text": str | [str], "model": NAME | "all", "beam_size"?, "alpha"?, "attention"?,
+                      "n_best"?, "saliency"?, "reference"?: str | [str]}
     GET  /openapi.json, /docs   the bodies' schemas (serve_schema.py), an example request
     GET  /models     name, architecture, parameters, test BLEU (from the leaderboard report) of each model
     GET  /figures    the leaderboard figures the page links to; /evidence, /examples: serve_evidence.py
@@ -9,22 +9,22 @@ them side by side.
                      the dead ones (a worker does not come back: restart the server)
     GET  /ready      200 while every worker runs and the server is not shutting down; 503 otherwise
 
-Each model has one queue and one thread: requests that arrive while it translates a batch wait, and
-go together (up to `max_batch` of them) into its next batch, so concurrent clients share batches and
-no two batches run through one model at once. With `attention`, each text's answer has one entry
-per sentence: its attention (source and target subwords, weights (target, source)) or, for the
-GRU, its context vector. A client that goes away is dropped from the queue.
+Each model has one queue and one thread: requests that arrive while it translates a batch wait, and go together
+(up to `max_batch` of them) into its next batch, so concurrent clients share batches and no two batches run through
+one model at once. With `attention`, each text's answer has one entry per sentence: its attention (source and target
+subwords, weights (target, source); the Transformer's of every layer and head too) or the GRU's context vector and
+its drift; `saliency`, `n_best` and a `reference` add each source subword's share of the gradient, the n best
+translations and chrF (lab.py). A client that goes away is dropped from the queue.
 
 What is guaranteed (the limits are :class:`Limits`, defaults in brackets): every /translate request
 gets an answer, and every error it gets is JSON {"error": message naming the limit or the problem}:
-- 422 for a body that the request's schema (serve_schema.py; /openapi.json, /docs) refuses: not JSON
-  (or nested too deep), not an object, a missing, unknown or mistyped field, a value out of range, an
-  unknown model; "detail" then lists each problem's `loc`, `msg` and `type`, as FastAPI does;
-- 413 for a body over `body_bytes` (1 MB), over `texts` (64) texts, `characters` (5,000) a text or
-  `total_characters` (20,000) in all, over `sentences` (256) sentences, a sentence over a model's
-  source limit, or (with attention) over `attention_cells` (200,000) cells of attention from all
-  asked models, counted before decoding as each sentence's source tokens x the longest output it
-  may get (the GRU's context vectors, one a sentence, are not);
+- 422 for a body that the request's schema (serve_schema.py; /openapi.json, /docs) refuses: not JSON (or
+  nested too deep), not an object, a missing, unknown or mistyped field, a value out of range (n_best over the
+  beam size), an unknown model, a reference not shaped as the text; "detail" lists each problem as FastAPI does;
+- 413 for a body over `body_bytes` (1 MB), over `texts` (64) texts, `characters` (5,000) a text or `total_characters`
+  (20,000) in all, over `sentences` (256) sentences, a sentence over a model's source limit, or (with attention) over
+  `attention_cells` (200,000) cells of attention from all asked models, counted before decoding as each sentence's
+  source tokens x its longest output x (1 + layers x heads) for the Transformer (the GRU's not at all);
 - 408 when the body takes over `body_seconds` (10 s) to arrive;
 - 503 with Retry-After: 1 when an asked model's queue already holds `queue` (64) requests (then no
   model takes the request), its worker has died, or the server is shutting down;
@@ -56,6 +56,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from translate.lab import explain
 from translate.search import TranslationModel
 from translate.serve_evidence import Evidence, add_evidence_routes
 from translate.serve_limits import Limits, Query, RequestError, check_query, read_body
@@ -176,17 +177,19 @@ class Worker:
                 job.future.set_result(answer)
 
     def run_batch(self, jobs: list[Job]) -> list[dict]:
-        """(In the worker thread.) Each job's answer from this model, all decoded in one call."""
-        start = time.perf_counter()
-        beam_size, alpha, attention = jobs[0].query.settings
+        """(In the worker thread.) Each job's answer from this model, all decoded (and explained) at once."""
+        start, (beam_size, alpha, attention, n_best) = time.perf_counter(), jobs[0].query.settings
         texts = [text for job in jobs for text in job.query.texts]
-        translations = self.translator.translate(
-            texts, beam_size=beam_size, alpha=alpha, return_details=True, attention=attention, block_attention=False
+        found = self.translator.translate(
+            texts, beam_size, alpha, n_best, return_details=True, attention=attention, block_attention=False
         )
-        seconds = time.perf_counter() - start
+        nbests = found if n_best > 1 else [[translation] for translation in found]
+        asked = [job.query.saliency for job in jobs for _ in job.query.texts]
+        evidence = explain(self.translator, [nbest[0] for nbest in nbests], asked, attention)
+        seconds, gradients = time.perf_counter() - start, self.translator.model.has_gradients
         ends = list(itertools.accumulate((len(job.query.texts) for job in jobs), initial=0))
         return [
-            model_result(job.query, translations[a:b], seconds, len(jobs))
+            model_result(job.query, nbests[a:b], evidence[a:b], seconds, len(jobs), gradients)
             for job, (a, b) in zip(jobs, itertools.pairwise(ends), strict=True)
         ]
 

@@ -25,7 +25,7 @@ class Limits:
     characters: int = 5_000  # per text
     total_characters: int = 20_000
     sentences: int = 256  # in all the texts
-    attention_cells: int = 200_000  # weights (target x source subwords a sentence) of all asked models, at most
+    attention_cells: int = 200_000  # weights (target x source subwords a sentence, a map) of all asked models
     beam_size: int = 16
     queue: int = 64  # requests waiting for each model (503 past it)
     body_seconds: float = 10.0  # to send the body (408 past it)
@@ -55,10 +55,14 @@ class Query:
     beam_size: int | None = None
     alpha: float | None = None
     attention: bool = False
+    n_best: int = 1
+    saliency: bool = False
+    references: list[str] | None = None  # one a text
 
     @property
     def settings(self) -> tuple:
-        return self.beam_size, self.alpha, self.attention
+        """What decoding depends on: requests with the same settings go in one batch."""
+        return self.beam_size, self.alpha, self.attention, self.n_best
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
@@ -102,24 +106,26 @@ def source_lengths(name: str, translator: Translator, texts: list[str], limits: 
 
 
 def check_query(query: Query, translators: dict[str, Translator], limits: Limits) -> None:
-    """Refuse what an asked model cannot decode: its Decoding's checks (422), too many sentences, one over
-    its source limit, or (with attention) more attention cells than `limits.attention_cells` at most (413).
-    The cells are counted before decoding, as each sentence's source tokens times the longest output
-    the model may give it (eos included). It splits and tokenizes: call it off the event loop."""
+    """Refuse what an asked model cannot decode: its Decoding's checks (422: n_best over its beam size,
+    say), too many sentences, one over its source limit, or (with attention) more attention cells than
+    `limits.attention_cells` at most (413). The cells are counted before decoding, as each sentence's
+    source tokens times the longest output the model may give it (eos included), times 1 + layers x heads
+    for a model that shows each head's map too. It splits and tokenizes: call it off the event loop."""
     cells = 0
     for name in query.models:
         translator = translators[name]
         try:
-            decoding = translator.settings(beam_size=query.beam_size, alpha=query.alpha)
+            decoding = translator.settings(beam_size=query.beam_size, alpha=query.alpha, n_best=query.n_best)
         except ValueError as e:
-            raise RequestError(str(e), 422) from e
+            raise RequestError(f"{name}: {e}", 422) from e
         lengths = source_lengths(name, translator, query.texts, limits)
         if query.attention and lengths and not translator.model.has_context_vector:
-            sources = torch.tensor(lengths)
-            cells += int((sources * max_output_lengths(sources, decoding, translator.model.max_length)).sum())
+            sources, maps = torch.tensor(lengths), 1 + translator.model.attention_maps
+            cells += maps * int((sources * max_output_lengths(sources, decoding, translator.model.max_length)).sum())
     if cells > limits.attention_cells:
         raise RequestError(
-            f"the attention asked for may have up to {cells} cells (target x source subwords), over the limit "
-            f"of {limits.attention_cells} a request: send less text, fewer models, or attention false",
+            f"the attention asked for may have up to {cells} cells (target x source subwords, each head's too where "
+            f"a model shows them), over the limit of {limits.attention_cells} a request: send less text, fewer "
+            "models, or attention false",
             413,
         )

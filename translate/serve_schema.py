@@ -11,10 +11,20 @@ from typing import Annotated, Any, Literal
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+)
 from pydantic_core import PydanticCustomError
-from torch import Tensor
 
+from translate.lab import Evidence, chrf, details
 from translate.serve_limits import Limits, Query, RequestError
 from translate.translator import Translation
 
@@ -39,12 +49,44 @@ class TranslateRequest(BaseModel):
         """The checked request the workers take; `names`: the loaded models, which "all" asks."""
         single = isinstance(self.text, str)
         models = list(names) if self.model == "all" else [self.model]
-        return Query([self.text] if single else self.text, single, models, self.beam_size, self.alpha, self.attention)
+        texts = [self.text] if single else self.text
+        references = None if self.reference is None else [self.reference] if single else self.reference
+        return Query(
+            texts, single, models, self.beam_size, self.alpha, self.attention, self.n_best, self.saliency, references
+        )
 
 
 def text_kind(value: Any) -> str | None:
     """Which of the `text` union's members checks the value (None: neither, one error naming both)."""
     return "string" if isinstance(value, str) else "list" if isinstance(value, list) else None
+
+
+def reference_kind(value: Any) -> str | None:
+    """Which of the `reference` union's members checks the value: null, or as for `text`."""
+    return "null" if value is None else text_kind(value)
+
+
+def within_beam(n_best: int, info: ValidationInfo) -> int:
+    """`n_best` if the request's beam size (if it gives one) keeps that many translations."""
+    beam_size = info.data.get("beam_size")
+    if beam_size is not None and n_best > beam_size:
+        message = "Input should be at most beam_size ({beam_size}): the search keeps no more translations"
+        raise PydanticCustomError("n_best_over_beam_size", message, {"beam_size": beam_size})
+    return n_best
+
+
+def shaped_as_text(reference: str | list[str] | None, info: ValidationInfo) -> str | list[str] | None:
+    """`reference` if it has the shape of the request's text: a string for a string, a list as long."""
+    text = info.data.get("text")
+    if reference is None or text is None:  # none given, or the text is refused already
+        return reference
+    if isinstance(text, str) and isinstance(reference, str):
+        return reference
+    if isinstance(text, list) and isinstance(reference, list) and len(reference) == len(text):
+        return reference
+    shape = "a string" if isinstance(text, str) else f"a list of {len(text)} string{'s' * (len(text) != 1)}"
+    message = "Input should be {shape}, as text is: one reference a text"
+    raise PydanticCustomError("reference_shape", message, {"shape": shape})
 
 
 def request_model(limits: Limits, names: Sequence[str]) -> type[TranslateRequest]:
@@ -90,7 +132,35 @@ def request_model(limits: Limits, names: Sequence[str]) -> type[TranslateRequest
             bool,
             Field(False, strict=True, description="also each sentence's attention, or the GRU's context vector"),
         ),
+        **lab_fields(limits, text, texts),
     )
+
+
+def lab_fields(limits: Limits, text: Any, texts: Any) -> dict[str, tuple]:
+    """The request's fields for the page's lab (lab.py): the n best translations, saliency, and a reference
+    (`text`'s and `texts`' types and limits) to score by chrF."""
+    reference = Annotated[
+        Annotated[None, Tag("null")] | Annotated[text, Tag("string")] | Annotated[texts, Tag("list")],
+        Discriminator(
+            reference_kind,
+            custom_error_type="reference_type",
+            custom_error_message="Input should be a string, a list of strings or null",
+        ),
+    ]
+    return {
+        "n_best": (
+            Annotated[int, Field(strict=True, ge=1, le=limits.beam_size), AfterValidator(within_beam)],
+            Field(1, description="translations of each text to answer, best first, in `nbest` (at most the beams)"),
+        ),
+        "saliency": (
+            bool,
+            Field(False, strict=True, description="also each source subword's share of its translation's gradient"),
+        ),
+        "reference": (
+            Annotated[reference, AfterValidator(shaped_as_text)],
+            Field(None, description="a reference translation of each text (the shape of text), scored by chrF"),
+        ),
+    }
 
 
 def parse_query(body: bytes, request: type[TranslateRequest], names: Sequence[str]) -> Query:
@@ -170,11 +240,13 @@ async def invalid(request: Request, error: RequestValidationError) -> JSONRespon
 
 
 class Attention(BaseModel):
-    """A sentence's subwords and its attention weights, shape (target, source)."""
+    """A sentence's subwords and its attention weights, shape (target, source); for a model with several
+    cross-attention maps (the Transformer), also each one, teacher-forced on the same target."""
 
     source: list[str]
     target: list[str]
     weights: list[list[float]]
+    heads: list[list[list[list[float]]]] | None = Field(None, description="(decoder layers, heads, target, source)")
 
 
 class Context(BaseModel):
@@ -183,17 +255,39 @@ class Context(BaseModel):
     source: list[str]
     target: list[str]
     vector: list[float]
+    drift: list[float] | None = Field(
+        None, description="per source subword k: 1 - cos between the vectors of subwords 0..k and of the whole source"
+    )
+
+
+class Saliency(BaseModel):
+    """A sentence's source subwords, and each one's share of the gradient of its translation's log-likelihood
+    (the shares sum to 1)."""
+
+    source: list[str]
+    shares: list[float]
+
+
+class Candidate(BaseModel):
+    """One of a text's n best translations."""
+
+    translation: str
+    score: float
 
 
 class ModelAnswer(BaseModel):
-    """One model's answer, shaped as the request's text (a string, or a list); `attention` and `context`
-    only when asked, per sentence (a text's list, or a list of them; null where the model has none)."""
+    """One model's answer, shaped as the request's text (a string, or a list); `attention`, `context`,
+    `saliency` only when asked, per sentence (a text's list, or a list of them; null where the model has
+    none), `nbest` with n_best over 1, `chrf` with a reference."""
 
     translations: str | list[str]
     scores: float | list[float] = Field(description="log-probability / length penalty (several sentences: their mean)")
+    nbest: list[Candidate] | list[list[Candidate]] | None = Field(None, description="best first; the first is chosen")
     attention: list[Attention] | list[list[Attention] | None] | None = None
     context: list[Context] | list[list[Context] | None] | None = None
-    milliseconds: float = Field(description="the batch's decoding time")
+    saliency: list[Saliency] | list[list[Saliency] | None] | None = None
+    chrf: float | list[float] | None = Field(None, description="sentence-level chrF of the translation (0..100)")
+    milliseconds: float = Field(description="the batch's time: decoding, and what the lab asks")
     batch_requests: int = Field(description="requests in the batch it was decoded in")
 
 
@@ -203,30 +297,33 @@ class TranslateResponse(BaseModel):
     results: dict[str, ModelAnswer]
 
 
-def rounded(tensor: Tensor) -> list:
-    """The tensor's values to 4 decimals, as (nested) lists."""
-    return tensor.double().round(decimals=4).tolist()
-
-
-def sentence_details(translation: Translation, kind: str) -> list[dict] | None:
-    """Each sentence's attention (source and target subwords, weights (target, source)) or context vector
-    (`kind`); None where the model has none."""
-    parts = [t for t in translation.sentences or [translation] if getattr(t, kind) is not None]
-    if not parts:
-        return None
-    key, value = ("weights", rounded) if kind == "attention" else ("vector", lambda c: rounded(c[0]))
-    return [{"source": t.source_pieces, "target": t.target_pieces, key: value(getattr(t, kind))} for t in parts]
-
-
-def model_result(query: Query, translations: list[Translation], seconds: float, batch: int) -> dict:
-    """One model's answer: translations and scores shaped as the request's text; with `attention`, each
-    text's attention or context vectors, sentence by sentence."""
-    result = {"translations": [t.text for t in translations], "scores": [round(t.score, 4) for t in translations]}
+def model_result(
+    query: Query,
+    nbests: list[list[Translation]],
+    evidence: list[list[Evidence]],
+    seconds: float,
+    batch: int,
+    gradients: bool = True,
+) -> dict:
+    """One model's answer from each text's n best translations (the first chosen) and its sentences'
+    evidence (lab.explain): translations and scores shaped as the request's text; with n_best over 1 the
+    n best; with `attention`, each text's attention or context vectors, sentence by sentence; with
+    `saliency`, its saliency (null for a model without `gradients`); with references, chrF."""
+    chosen = [nbest[0] for nbest in nbests]
+    result: dict = {"translations": [t.text for t in chosen], "scores": [round(t.score, 4) for t in chosen]}
+    if query.n_best > 1:
+        result["nbest"] = [[{"translation": t.text, "score": round(t.score, 4)} for t in nbest] for nbest in nbests]
     if query.attention:
-        result["attention"] = [sentence_details(t, "attention") for t in translations]
-        result["context"] = [sentence_details(t, "context") for t in translations]
+        result["attention"] = [details(t, e, "attention") for t, e in zip(chosen, evidence, strict=True)]
+        result["context"] = [details(t, e, "context") for t, e in zip(chosen, evidence, strict=True)]
+    if query.saliency:
+        result["saliency"] = [details(t, e, "saliency") for t, e in zip(chosen, evidence, strict=True)]
+    if query.references is not None:
+        result["chrf"] = [round(score, 2) for score in chrf(result["translations"], query.references)]
     if query.single:
         result = {key: value[0] for key, value in result.items()}
+    if query.saliency and not gradients:
+        result["saliency"] = None
     return {**result, "milliseconds": round(1000 * seconds, 1), "batch_requests": batch}
 
 

@@ -39,8 +39,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class Translation:
     """A translation with its score (log-probability / GNMT length penalty), subwords and attention
     (target pieces + eos, source pieces), where the model records attention; where the model has one
-    context vector instead (the GRU), that vector of each sentence (sentences, H). A translation that
-    joins several sentences keeps theirs, in order, in `sentences` (empty otherwise)."""
+    context vector instead (the GRU), that vector of each sentence (sentences, H). `source_ids` and
+    `target_ids` are the ids the model read and wrote (no bos, no eos; what lab.py feeds it again). A
+    translation that joins several sentences keeps theirs, in order, in `sentences` (empty otherwise)."""
 
     text: str
     score: float
@@ -49,11 +50,13 @@ class Translation:
     attention: Tensor | None = None
     context: Tensor | None = None
     sentences: list[Translation] = field(default_factory=list, repr=False)
+    source_ids: list[int] = field(default_factory=list, repr=False)
+    target_ids: list[int] = field(default_factory=list, repr=False)
 
 
 def join_translations(lines: list[list[Translation]], block_attention: bool = True) -> Translation:
     """One translation of several lines of sentences: texts joined as by sentences.join_lines, pieces
-    one after the other, attention block-diagonal (where every sentence has it; None without
+    and ids one after the other, attention block-diagonal (where every sentence has it; None without
     `block_attention`), context vectors stacked, the mean score, the sentences' own in `sentences`."""
     parts = [t for line in lines for t in line]
     attention, context = [t.attention for t in parts], [t.context for t in parts]
@@ -66,6 +69,8 @@ def join_translations(lines: list[list[Translation]], block_attention: bool = Tr
         attention=torch.block_diag(*attention) if blocks else None,
         context=torch.cat(context) if parts and all(c is not None for c in context) else None,
         sentences=parts,
+        source_ids=[i for t in parts for i in t.source_ids],
+        target_ids=[i for t in parts for i in t.target_ids],
     )
 
 
@@ -224,4 +229,6 @@ class Translator:
             target_pieces=[*self.tokenizer.pieces(hyp.tokens), "</s>"],
             attention=None if hyp.attention is None else hyp.attention[:, : len(source)].float().cpu(),
             context=context,
+            source_ids=list(source),
+            target_ids=list(hyp.tokens),
         )

@@ -93,6 +93,7 @@ class Seq2SeqModule(L.LightningModule):
     max_length: int | None = None  # the longest source and output the model can take (the Transformer's positions)
     has_attention: ClassVar[bool]  # the decoder attends over the source positions (search can record it)
     has_context_vector: ClassVar[bool]  # the source reaches the decoder as one vector (:meth:`context_vector`)
+    attention_maps: int = 0  # the cross-attention maps :meth:`cross_attention` gives (layers x heads)
 
     def features(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = False
@@ -144,6 +145,7 @@ class Seq2SeqModule(L.LightningModule):
     # -- the interface every model offers (search.TranslationModel) ---------------------------------
 
     test_bleu: float | None = None  # a checkpoint's test BLEU lives in its evaluation records, not in the model
+    has_gradients: ClassVar[bool] = True  # torch weights: saliency.py follows the gradient
 
     @property
     def architecture(self) -> str:
@@ -158,6 +160,11 @@ class Seq2SeqModule(L.LightningModule):
     def context_vector(self, src: Tensor, src_lengths: Tensor) -> Tensor | None:
         """The one vector (B, H) through which the source reaches the decoder, where the architecture
         has one (the page of `translate serve` shows it in place of attention); None otherwise."""
+        return None
+
+    def cross_attention(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor | None:
+        """Every decoder layer's and head's attention (B, layers, heads, T, S), teacher-forced on `tgt_in`
+        (B, T), where the architecture has several such maps (`attention_maps`); None otherwise."""
         return None
 
     def reorder(self, state: State, indices: Tensor) -> State:

@@ -60,9 +60,11 @@ class Attention(nn.Module):
         mask: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        every_head: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from x (B, T, D) to key/value (B, heads, S, dh); mask (B, 1, 1, S) is True where
-        attending is allowed. Returns (B, T, D) and, with `need_weights`, weights averaged over heads (B, T, S)."""
+        attending is allowed. Returns (B, T, D) and, with `need_weights`, weights averaged over heads (B, T, S),
+        or with `every_head` too, each head's (B, heads, T, S)."""
         query = self.split(self.query(x))  # (B, heads, T, dh)
         if not need_weights:
             dropout_p = self.dropout if self.training else 0.0
@@ -77,7 +79,7 @@ class Attention(nn.Module):
             scores = scores.masked_fill(~mask, float("-inf"))
         probs = scores.softmax(-1)  # (B, heads, T, S)
         attended = dropout(probs.to(value.dtype), self.dropout, self.training) @ value  # (B, heads, T, dh)
-        return self.out(attended.transpose(1, 2).flatten(2)), probs.mean(1)  # (B, T, D), (B, T, S)
+        return self.out(attended.transpose(1, 2).flatten(2)), probs if every_head else probs.mean(1)  # (B, T, D)
 
 
 class FeedForward(nn.Sequential):
@@ -109,18 +111,26 @@ class DecoderLayer(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(
-        self, x: Tensor, cache: dict[str, Tensor], mask: Tensor, incremental: bool, need_weights: bool = False
+        self,
+        x: Tensor,
+        cache: dict[str, Tensor],
+        mask: Tensor,
+        incremental: bool,
+        need_weights: bool = False,
+        every_head: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, T, D). `cache` holds the source's `cross_k`/`cross_v`; when `incremental`, x is the
-        newest position only and `self_k`/`self_v` (B, heads, t, dh) grow by one step."""
+        newest position only and `self_k`/`self_v` (B, heads, t, dh) grow by one step. With `need_weights`,
+        also the cross-attention (Attention.forward's, `every_head` or averaged)."""
         h = self.norm1(x)
         key, value = self.self_attention.keys_values(h)
         if incremental:
             key, value = torch.cat([cache["self_k"], key], 2), torch.cat([cache["self_v"], value], 2)
             cache["self_k"], cache["self_v"] = key, value
         x = x + self.dropout(self.self_attention(h, key, value, causal=not incremental)[0])
+        cross_k, cross_v = cache["cross_k"], cache["cross_v"]
         attended, weights = self.cross_attention(
-            self.norm2(x), cache["cross_k"], cache["cross_v"], mask=mask, need_weights=need_weights
+            self.norm2(x), cross_k, cross_v, mask=mask, need_weights=need_weights, every_head=every_head
         )
         x = x + self.dropout(attended)
         return x + self.dropout(self.ff(self.norm3(x))), weights
@@ -181,6 +191,11 @@ class TransformerSeq2Seq(Seq2SeqModule):
     def source_embedding(self) -> nn.Embedding:
         return self.src_embed
 
+    @property
+    def attention_maps(self) -> int:
+        """One cross-attention map per decoder layer and head."""
+        return len(self.decoder) * self.decoder[0].cross_attention.heads
+
     @sdpa_kernel(ATTENTION_BACKENDS)  # once per pass, not per attention call
     def encode(self, src: Tensor, src_lengths: Tensor) -> State:
         """Memory and the per-layer cross-attention keys/values of the source."""
@@ -217,6 +232,18 @@ class TransformerSeq2Seq(Seq2SeqModule):
         """Teacher-forced output-layer input (B, T, D); with `need_weights`, also the last layer's
         cross-attention averaged over heads (B, T, S)."""
         return self._decode(tgt_in, self.encode(src, src_lengths), False, need_weights)
+
+    @sdpa_kernel(ATTENTION_BACKENDS)
+    def cross_attention(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Every decoder layer's and head's cross-attention (B, layers, heads, T, S), teacher-forced on
+        `tgt_in` (B, T); the last layer's mean over heads is what `features` and search record."""
+        state = self.encode(src, src_lengths)
+        x = self.embed(self.tgt_embed, tgt_in)  # (B, T, D)
+        maps = []
+        for layer, cache in zip(self.decoder, state["layers"], strict=True):
+            x, weights = layer(x, cache, state["mask"], incremental=False, need_weights=True, every_head=True)
+            maps.append(weights)  # (B, heads, T, S)
+        return torch.stack(maps, 1)  # (B, layers, heads, T, S)
 
     def decode_step(self, prev: Tensor, state: State, attention: bool = False) -> tuple[Tensor, State]:
         state = {**state, "layers": [dict(cache) for cache in state["layers"]]}
