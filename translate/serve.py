@@ -26,16 +26,16 @@ gets an answer, and every error it gets is JSON {"error": message naming the lim
   `attention_cells` (200,000) cells of attention from all asked models, counted before decoding as each sentence's
   source tokens x its longest output x (1 + layers x heads) for the Transformer (the GRU's not at all);
 - 408 when the body takes over `body_seconds` (10 s) to arrive;
-- 503 with Retry-After: 1 when an asked model's queue already holds `queue` (64) requests (then no
-  model takes the request), its worker has died, or the server is shutting down;
-- 504 when it is not answered within `deadline_seconds` (30 s): its jobs leave the queues,
-  untranslated unless their batch had started;
+- 503 with Retry-After: 1 when an asked model's queue already holds `queue` (64) requests (then no model takes
+  the request), its worker has died, or the server is shutting down;
+- 504 when it is not answered within `deadline_seconds` (30 s): its jobs leave the queues, untranslated unless their
+  batch had started;
 - 500 when a model fails on it (the others in its batch are translated again alone).
-The body is parsed and checked (by its schema, then sentences split, tokenized) in a thread, the
-answers built in the model's thread and rendered to JSON in a thread, so the event loop (and /health)
-stays quick under load. Past `translate serve --max-connections` (256) connections, uvicorn answers
-503 (plain text) itself. On shutdown (SIGTERM, Ctrl+C) the server stops accepting connections, lets queued work
-finish for up to `shutdown_seconds` (`--shutdown-timeout`, 10 s), then answers what is left 503.
+The body is parsed and checked (by its schema, then sentences split, tokenized) in a thread, the answers built in the
+model's thread and rendered to JSON in a thread, so the event loop (and /health) stays quick under load. Past
+`translate serve --max-connections` (256) connections, uvicorn answers 503 (plain text) itself. On shutdown (SIGTERM,
+Ctrl+C) the server stops accepting connections, lets queued work finish for up to `shutdown_seconds`
+(`--shutdown-timeout`, 10 s), then answers what is left 503.
 """
 
 from __future__ import annotations
