@@ -5,8 +5,7 @@
     GET  /openapi.json, /docs   the bodies' schemas (serve_schema.py), an example request
     GET  /models     name, architecture, parameters, test BLEU (from the leaderboard report) of each model
     GET  /figures    the leaderboard figures the page links to; /evidence, /examples: serve_evidence.py
-    GET  /health     200 {"status": "ok", ...} while every model's worker runs; 503 "degraded" naming
-                     the dead ones (a worker does not come back: restart the server)
+    GET  /health     200 {"status": "ok", ...} while every model's worker runs; 503 "degraded" naming the dead ones
     GET  /ready      200 while every worker runs and the server is not shutting down; 503 otherwise
 
 Each model has one queue and one thread: requests that arrive while it translates a batch wait, and go together
