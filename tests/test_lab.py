@@ -38,9 +38,9 @@ def client(translators):
         yield client
 
 
-def each_sentence(translations, evidence):
-    """(sentence, its evidence) of every sentence of every translation."""
-    for translation, found in zip(translations, evidence, strict=True):
+def each_sentence(translations, explained):
+    """(sentence, its explained) of every sentence of every translation."""
+    for translation, found in zip(translations, explained, strict=True):
         yield from zip(sentences(translation), found, strict=True)
 
 
@@ -49,9 +49,9 @@ def test_saliency_gives_each_source_piece_a_share_of_the_translations_gradient(t
     translator = translators[name]
     translations = translator.translate(TEXTS, beam_size=2, return_details=True, attention=False)
     with torch.inference_mode():  # as the Translator leaves it: the lab gets its gradients all the same
-        evidence = explain(translator, translations, [True, True, True], attention=False)
-    assert [len(found) for found in evidence] == [1, 2, 1]
-    pairs = list(each_sentence(translations, evidence))
+        explained = explain(translator, translations, [True, True, True], attention=False)
+    assert [len(found) for found in explained] == [1, 2, 1]
+    pairs = list(each_sentence(translations, explained))
     for sentence, found in pairs[:-1]:
         assert found.shares.shape == (len(sentence.source_pieces),) == (len(sentence.source_ids),)
         torch.testing.assert_close(found.shares.sum(), torch.tensor(1.0))
@@ -70,8 +70,8 @@ def test_every_layer_and_head_attends_and_the_last_layers_mean_is_the_searchs_at
     layers, heads = len(translator.model.decoder), translator.model.decoder[0].cross_attention.heads
     assert translator.model.attention_maps == layers * heads == 8
     translations = translator.translate(TEXTS, return_details=True)  # beam search, attention recorded
-    evidence = explain(translator, translations, [False] * 3, attention=True)
-    for sentence, found in list(each_sentence(translations, evidence))[:-1]:
+    explained = explain(translator, translations, [False] * 3, attention=True)
+    for sentence, found in list(each_sentence(translations, explained))[:-1]:
         target, source = len(sentence.target_pieces), len(sentence.source_pieces)
         assert found.heads.shape == (layers, heads, target, source)
         torch.testing.assert_close(found.heads.sum(-1), torch.ones(layers, heads, target))
@@ -87,8 +87,8 @@ def test_every_layer_and_head_attends_and_the_last_layers_mean_is_the_searchs_at
 def test_the_drift_is_each_prefixs_context_vector_against_the_whole_sources(translators):
     translator = translators["gru"]
     translations = translator.translate(TEXTS, beam_size=1, return_details=True)
-    evidence = explain(translator, translations, [False] * 3, attention=True)
-    for sentence, found in list(each_sentence(translations, evidence))[:-1]:
+    explained = explain(translator, translations, [False] * 3, attention=True)
+    for sentence, found in list(each_sentence(translations, explained))[:-1]:
         ids, n = sentence.source_ids, len(sentence.source_ids)
         assert found.drift.shape == (n,) and found.heads is None
         assert found.drift[-1].item() == pytest.approx(0.0, abs=1e-6)
@@ -99,7 +99,7 @@ def test_the_drift_is_each_prefixs_context_vector_against_the_whole_sources(tran
             whole = translator.model.context_vector(torch.tensor([ids]), torch.tensor([n]))  # (1, H)
         torch.testing.assert_close(whole, sentence.context, atol=1e-5, rtol=1e-4)
         assert found.drift[k].item() == pytest.approx(1 - F.cosine_similarity(prefix, whole).item(), abs=1e-5)
-    assert evidence[2][0].drift is None  # no source
+    assert explained[2][0].drift is None  # no source
 
 
 def test_the_n_best_come_best_first_and_the_first_is_the_translation(client, translators):

@@ -28,7 +28,7 @@ Pair = tuple[list[int], list[int]]  # a sentence's source ids and its translatio
 
 
 @dataclass
-class Evidence:
+class Explanation:
     """What the lab shows of one translated sentence, where asked and the model has it: each source
     subword's saliency share (S,), every layer's and head's cross-attention (layers, heads, T, S), with
     T the target pieces and eos, and the context vector's drift (S,)."""
@@ -119,16 +119,16 @@ def sentences(translation: Translation) -> list[Translation]:
 
 def explain(
     translator: Translator, translations: Sequence[Translation], asked: Sequence[bool], attention: bool
-) -> list[list[Evidence]]:
-    """The evidence of every sentence of each translation (as :func:`sentences`), each kind computed for
+) -> list[list[Explanation]]:
+    """The explanation of every sentence of each translation (as :func:`sentences`), each kind computed for
     all of them at once: saliency where `asked` (a flag a translation), heads and drift with `attention`.
     A sentence with no source has none."""
     model, device = translator.model, translator.device
-    found = [[Evidence() for _ in sentences(t)] for t in translations]
+    found = [[Explanation() for _ in sentences(t)] for t in translations]
     items = [
-        (evidence, (sentence.source_ids, sentence.target_ids), ask)
+        (explanation, (sentence.source_ids, sentence.target_ids), ask)
         for translation, row, ask in zip(translations, found, asked, strict=True)
-        for evidence, sentence in zip(row, sentences(translation), strict=True)
+        for explanation, sentence in zip(row, sentences(translation), strict=True)
         if sentence.source_ids
     ]
     salient = [item for item in items if item[2]]
@@ -140,9 +140,9 @@ def explain(
     return found
 
 
-def fill(evidence: list[Evidence], kind: str, values: list[Tensor] | None) -> None:
-    """Set each evidence's `kind` to its value, if the model gave any."""
-    for item, value in zip(evidence, values or [None] * len(evidence), strict=True):
+def fill(explanations: list[Explanation], kind: str, values: list[Tensor] | None) -> None:
+    """Set each explanation's `kind` to its value, if the model gave any."""
+    for item, value in zip(explanations, values or [None] * len(explanations), strict=True):
         setattr(item, kind, value)
 
 
@@ -151,13 +151,13 @@ def rounded(tensor: Tensor) -> list:
     return tensor.double().round(decimals=4).tolist()
 
 
-def details(translation: Translation, evidence: list[Evidence], kind: str) -> list[dict] | None:
-    """Each sentence's `kind` as the server answers it, given the sentences' `evidence`: "attention"
+def details(translation: Translation, explanations: list[Explanation], kind: str) -> list[dict] | None:
+    """Each sentence's `kind` as the server answers it, given the sentences' `explanations`: "attention"
     (source and target subwords, weights (T, S), every head's (layers, heads, T, S) where found),
     "context" (the GRU's vector (H,), its drift (S,) where found) or "saliency" (source subwords and
     their shares); None where no sentence has it."""
     found = []
-    for sentence, item in zip(sentences(translation), evidence, strict=True):
+    for sentence, item in zip(sentences(translation), explanations, strict=True):
         entry = {"source": sentence.source_pieces, "target": sentence.target_pieces}
         if kind == "saliency" and item.shares is not None:
             found.append({"source": sentence.source_pieces, "shares": rounded(item.shares)})

@@ -184,11 +184,11 @@ class Worker:
         )
         nbests = found if n_best > 1 else [[translation] for translation in found]
         asked = [job.query.saliency for job in jobs for _ in job.query.texts]
-        evidence = explain(self.translator, [nbest[0] for nbest in nbests], asked, attention)
+        explained = explain(self.translator, [nbest[0] for nbest in nbests], asked, attention)
         seconds, gradients = time.perf_counter() - start, self.translator.model.has_gradients
         ends = list(itertools.accumulate((len(job.query.texts) for job in jobs), initial=0))
         return [
-            model_result(job.query, nbests[a:b], evidence[a:b], seconds, len(jobs), gradients)
+            model_result(job.query, nbests[a:b], explained[a:b], seconds, len(jobs), gradients)
             for job, (a, b) in zip(jobs, itertools.pairwise(ends), strict=True)
         ]
 

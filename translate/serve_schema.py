@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from translate.lab import Evidence, chrf, details
+from translate.lab import Explanation, chrf, details
 from translate.serve_limits import Limits, Query, RequestError
 from translate.translator import Translation
 
@@ -300,13 +300,13 @@ class TranslateResponse(BaseModel):
 def model_result(
     query: Query,
     nbests: list[list[Translation]],
-    evidence: list[list[Evidence]],
+    explained: list[list[Explanation]],
     seconds: float,
     batch: int,
     gradients: bool = True,
 ) -> dict:
     """One model's answer from each text's n best translations (the first chosen) and its sentences'
-    evidence (lab.explain): translations and scores shaped as the request's text; with n_best over 1 the
+    explained (lab.explain): translations and scores shaped as the request's text; with n_best over 1 the
     n best; with `attention`, each text's attention or context vectors, sentence by sentence; with
     `saliency`, its saliency (null for a model without `gradients`); with references, chrF."""
     chosen = [nbest[0] for nbest in nbests]
@@ -314,10 +314,10 @@ def model_result(
     if query.n_best > 1:
         result["nbest"] = [[{"translation": t.text, "score": round(t.score, 4)} for t in nbest] for nbest in nbests]
     if query.attention:
-        result["attention"] = [details(t, e, "attention") for t, e in zip(chosen, evidence, strict=True)]
-        result["context"] = [details(t, e, "context") for t, e in zip(chosen, evidence, strict=True)]
+        result["attention"] = [details(t, e, "attention") for t, e in zip(chosen, explained, strict=True)]
+        result["context"] = [details(t, e, "context") for t, e in zip(chosen, explained, strict=True)]
     if query.saliency:
-        result["saliency"] = [details(t, e, "saliency") for t, e in zip(chosen, evidence, strict=True)]
+        result["saliency"] = [details(t, e, "saliency") for t, e in zip(chosen, explained, strict=True)]
     if query.references is not None:
         result["chrf"] = [round(score, 2) for score in chrf(result["translations"], query.references)]
     if query.single:
