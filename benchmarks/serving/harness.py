@@ -57,15 +57,15 @@ async def client(
     expected: dict[str, list[str]],
     start: int,
     count: int,
-    attention: bool = False,
+    asks: dict | None = None,
 ) -> list[tuple[float, str]]:
-    """`count` requests one after the other, each one sentence to every model ("model": "all"); each
-    one's latency and outcome (ok, differs, or the error)."""
+    """`count` requests one after the other, each one sentence to every model ("model": "all"), with the
+    request fields `asks` (e.g. attention); each one's latency and outcome (ok, differs, or the error)."""
     outcomes = []
     for i in range(start, start + count):
         began = time.perf_counter()
         try:
-            body = {"text": sentences[i], "model": "all", "attention": attention}
+            body = {"text": sentences[i], "model": "all", **(asks or {})}
             response = await http.post(url, json=body)
             outcome = outcome_of(response, {name: translations[i] for name, translations in expected.items()})
         except httpx.HTTPError as e:

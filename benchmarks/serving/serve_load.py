@@ -11,7 +11,7 @@ p50/p95 latency per B. With one client, p50 is the median wall time of a request
     python -m benchmarks.serving.serve_load --checkpoint gru=… bahdanau=… transformer=… --name serve_load_all
     python -m benchmarks.serving.serve_load --checkpoint ct2=checkpoints/ctranslate2/int8 --name serve_load_ct2
     python -m benchmarks.serving.serve_load --checkpoint gru=… bahdanau=… transformer=… --clients 1 \\
-        --requests 20 --max-batch 16 --rounds 1 --attention --name serve_latency_all
+        --requests 20 --max-batch 16 --rounds 1 --page --name serve_latency_all
 """
 
 import argparse
@@ -31,10 +31,10 @@ async def load(port: int, sentences: list[str], expected: dict[str, list[str]], 
     url = f"http://127.0.0.1:{port}/translate"
     limits = httpx.Limits(max_connections=args.clients)
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-        await client(http, url, sentences, expected, 0, 1, args.attention)  # a warm-up request, not counted
+        await client(http, url, sentences, expected, 0, 1, asks(args))  # a warm-up request, not counted
         began = time.perf_counter()
         runs = [
-            client(http, url, sentences, expected, c * args.requests, args.requests, args.attention)
+            client(http, url, sentences, expected, c * args.requests, args.requests, asks(args))
             for c in range(args.clients)
         ]
         outcomes = [o for run in await asyncio.gather(*runs) for o in run]
@@ -53,6 +53,11 @@ async def load(port: int, sentences: list[str], expected: dict[str, list[str]], 
     }
 
 
+def asks(args: argparse.Namespace) -> dict:
+    """The request fields besides text and model: with `--page`, every view the page shows."""
+    return {"attention": True, "saliency": True, "n_best": 5} if args.page else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, nargs="+", metavar="NAME=PATH", help="the models served")
@@ -61,7 +66,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=25, help="per client")
     parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--attention", action="store_true", help="ask each model's attention too")
+    parser.add_argument("--page", action="store_true", help="ask what the page asks: attention, saliency, 5-best")
     parser.add_argument("--name", default="serve_load", help="<name>.json and .md beside this script")
     args = parser.parse_args()
     if any("=" not in checkpoint for checkpoint in args.checkpoint):
@@ -81,7 +86,7 @@ def main() -> None:
             runs.append({"round": round_ + 1, "max_batch": max_batch, **result})
             print(runs[-1], flush=True)
     models = dict(checkpoint.split("=", 1) for checkpoint in args.checkpoint)
-    settings = {"clients": args.clients, "requests_per_client": args.requests, "attention": args.attention}
+    settings = {"clients": args.clients, "requests_per_client": args.requests, "asks": asks(args)}
     write_results(Path(__file__).parent, args.name, {"models": models, **settings, "runs": runs}, table(runs, models))
 
 
