@@ -1,11 +1,9 @@
-"""translate serve: the API, its limits and load, and the page in a real browser (its bad bodies and
-schema: test_serve_schema.py)."""
+"""translate serve: the API, its limits and load (its bad bodies and schema: test_serve_schema.py; the page
+in a real browser: test_page.py)."""
 
 import asyncio
 import json
-import os
 import resource
-import shutil
 import socket
 import threading
 import time
@@ -26,9 +24,6 @@ from conftest import DE, EN, tiny_model
 from translate.commands.serve import serve
 from translate.serve import Limits, Server, create_app
 from translate.translator import Translator
-
-ARTIFACTS = Path(__file__).parents[1] / "artifacts"  # git-ignored: the browser test's screenshot
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +73,9 @@ def running(app: FastAPI, **config: object) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(models, report, tmp_path_factory):
-    """The app on uvicorn, its URL. The reports folder holds one figure."""
-    reports = tmp_path_factory.mktemp("reports")
-    (reports / "bleu_by_length.png").write_bytes(b"\x89PNG")
-    with running(create_app(models, report, reports)) as url:
+def server(models, report):
+    """The app on uvicorn, its URL."""
+    with running(create_app(models, report)) as url:
         yield url
 
 
@@ -387,36 +380,3 @@ def test_serve_passes_its_limits_to_the_app_and_uvicorn(trained, tmp_path, monke
     (config,) = configs
     assert config.limit_concurrency == 7 and config.timeout_graceful_shutdown == 3  # 1 s more to send the 503s
     assert config.app.state.pool.limits == Limits(queue=3, deadline_seconds=5, shutdown_seconds=2)
-
-
-@pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("TRANSLATE_BROWSER_TESTS"),
-    reason="no chromium (Debian: apt-get install chromium); .ci/run installs it and requires this test",
-)
-def test_the_page_in_a_real_browser(server):
-    from playwright.sync_api import expect, sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(server)
-        expect(page.locator(".model")).to_have_count(3)
-        expect(page.locator("#figures a")).to_have_text(["BLEU by source length"])
-        page.fill("#source", f"{DE[6]}\n{DE[7]}")
-        page.click("#submit")
-        expect(page.locator("#status")).to_have_text("done", timeout=60_000)
-        transformer = page.locator('.model[data-model="transformer"]')
-        expect(transformer.locator(".translation")).to_have_text(f"{EN[6]}\n{EN[7]}")
-        expect(transformer.locator(".meta")).to_contain_text("test BLEU 97.12")
-        for name in ("gru", "bahdanau"):
-            expect(page.locator(f'.model[data-model="{name}"] .translation')).not_to_be_empty()
-        for name in ("bahdanau", "transformer"):
-            expect(page.locator(f'.model[data-model="{name}"] table.heatmap tbody tr').first).to_be_visible()
-        expect(page.locator('.model[data-model="gru"] .context canvas')).to_be_visible()
-        expect(page.locator('.model[data-model="gru"] .caption')).to_contain_text("128 numbers per sentence (2 here)")
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=ARTIFACTS / "serve_page.png", full_page=True)
-        page.fill("#source", "Hund " * 1_001)  # over the page's request limit of 5,000 characters
-        page.click("#submit")
-        expect(page.locator("#error")).to_contain_text("text: String should have at most 5000 characters")
-        browser.close()

@@ -1,114 +1,83 @@
-// The page of `translate serve`: one card per model, filled from POST /translate.
-"use strict";
+// The page of `translate serve`: the lab (one card per model, filled from POST /translate; cards.js,
+// attention.js), growing a test example sentence by sentence (grow.js), and the evidence (evidence.js).
 
-const $ = (id) => document.getElementById(id);
+import {card, show} from "./cards.js";
+import {$, element, getJSON} from "./dom.js";
+import {loadEvidence} from "./evidence.js";
+import {forgetExample, setupGrow} from "./grow.js";
 
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
+let latest = 0; // the newest request's number: an older answer arriving after it is dropped
+
+// The /translate body: every model, the source text, and what the cards show.
+function request() {
+  const beam = Number($("beam").value);
+  const body = {text: $("source").value, model: "all", beam_size: beam,
+                attention: $("attention").checked, saliency: $("saliency").checked};
+  if (Number.isInteger(beam) && beam > 1) body.n_best = Math.min(5, beam);
+  const reference = $("reference").value.trim();
+  if (reference) body.reference = reference;
+  return body;
 }
 
-function card(model) {
-  const node = element("section", "model");
-  node.dataset.model = model.name;
-  const facts = [model.architecture, `${(model.parameters / 1e6).toFixed(1)} M parameters`];
-  if (model.test_bleu !== null) facts.push(`test BLEU ${model.test_bleu}`);
-  node.append(element("h2", "", model.name), element("p", "meta", facts.join(" · ")));
-  node.append(element("div", "translation"), element("p", "stats"), element("div", "detail"));
-  return node;
-}
-
-function heatmap(attention) {
-  // one sentence: rows are its target subwords, columns its source subwords, the shade the weight
-  const table = element("table", "heatmap");
-  const head = table.createTHead().insertRow();
-  head.append(element("th"));
-  for (const piece of attention.source) head.append(element("th", "", piece));
-  const body = table.createTBody();
-  attention.weights.forEach((row, i) => {
-    const tr = body.insertRow();
-    tr.append(element("th", "", attention.target[i]));
-    row.forEach((weight, j) => {
-      const td = tr.insertCell();
-      td.style.background = `rgba(31, 90, 180, ${weight})`;
-      td.title = `${attention.target[i]} → ${attention.source[j]}: ${weight.toFixed(3)}`;
-    });
-  });
-  return table;
-}
-
-function contextStrip(sentences) {
-  // one row of pixels per sentence: each of the H numbers of its c, blue above 0, red below
-  const node = element("div", "context");
-  const vectors = sentences.map((sentence) => sentence.vector);
-  const count = (key) => sentences.reduce((sum, sentence) => sum + sentence[key].length, 0);
-  node.append(element("p", "caption",
-    `No attention to show: the decoder sees the source only as one context vector c of ` +
-    `${vectors[0].length} numbers per sentence (${vectors.length} here), the same at each of its ` +
-    `${count("target")} steps, for ${count("source")} source subwords.`));
-  const canvas = element("canvas");
-  canvas.width = vectors[0].length;
-  canvas.height = vectors.length;
-  const paint = canvas.getContext("2d");
-  vectors.forEach((vector, row) => vector.forEach((value, column) => {
-    const shade = Math.round(255 * (1 - Math.min(1, Math.abs(value))));
-    paint.fillStyle = value >= 0 ? `rgb(${shade}, ${shade}, 255)` : `rgb(255, ${shade}, ${shade})`;
-    paint.fillRect(column, row, 1, 1);
-  }));
-  canvas.title = "the context vector c, one row per sentence";
-  node.append(canvas);
-  return node;
-}
-
-function show(name, result) {
-  const node = document.querySelector(`.model[data-model="${CSS.escape(name)}"]`);
-  node.querySelector(".translation").textContent = result.translations;
-  node.querySelector(".stats").textContent =
-    `score ${result.scores.toFixed(3)} · ${result.milliseconds} ms (batch of ${result.batch_requests})`;
-  const detail = node.querySelector(".detail");
-  detail.replaceChildren();
-  // attention and context vectors come sentence by sentence: one heatmap each, one strip for all
-  if (result.attention) detail.append(...result.attention.map(heatmap));
-  else if (result.context) detail.append(contextStrip(result.context));
-}
-
-async function translate(event) {
-  event.preventDefault();
+async function translate() {
+  const mine = ++latest;
   $("error").textContent = "";
   $("status").textContent = "translating…";
-  $("submit").disabled = true;
   try {
-    const request = {text: $("source").value, model: "all", beam_size: Number($("beam").value),
-                     attention: $("attention").checked};
-    const response = await fetch("/translate", {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(request),
+    const body = await getJSON("/translate", {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(request()),
     });
-    const body = await response.json().catch(() => ({}));  // uvicorn's own 503 is plain text
-    if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
-    for (const [name, result] of Object.entries(body.results)) show(name, result);
+    if (mine !== latest) return;
+    for (const [name, result] of Object.entries(body.results)) {
+      const node = document.querySelector(`.model[data-model="${CSS.escape(name)}"]`);
+      if (node) show(node, result);
+    }
     $("status").textContent = "done";
   } catch (error) {
+    if (mine !== latest) return;
     $("error").textContent = error.message;
     $("status").textContent = "";
-  } finally {
-    $("submit").disabled = false;
   }
 }
 
-async function start() {
-  const models = (await (await fetch("/models")).json()).models;
-  for (const model of models) $("models").append(card(model));
-  if (models.length && models[0].languages.length) $("language").textContent = models[0].languages.join(" → ");
-  for (const figure of (await (await fetch("/figures")).json()).figures) {
-    const link = element("a", "", figure.title);
-    link.href = figure.url;
-    const item = element("li");
-    item.append(link);
-    $("figures").append(item);
-  }
-  $("form").addEventListener("submit", translate);
+// A sentence from the evidence into the lab, translated with its reference.
+function tryIt(source, reference) {
+  forgetExample();
+  $("source").value = source;
+  $("reference").value = reference;
+  translate();
+  $("lab").scrollIntoView({block: "start"});
 }
 
-start();
+async function loadModels() {
+  try {
+    const models = (await getJSON("/models")).models;
+    $("models").replaceChildren(...models.map(card));
+    if (models.length && models[0].languages.length) $("language").textContent = models[0].languages.join(" → ");
+  } catch (error) {
+    $("error").textContent = `Could not load the models: ${error.message}`;
+  }
+}
+
+async function loadFigures() {
+  try {
+    for (const figure of (await getJSON("/figures")).figures) {
+      const link = element("a", "", figure.title);
+      link.href = figure.url;
+      const item = element("li");
+      item.append(link);
+      $("figures").append(item);
+    }
+  } catch (error) {
+    $("figures").append(element("li", "failed", `Could not list the figures: ${error.message}`));
+  }
+}
+
+$("form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  translate();
+});
+loadModels();
+loadFigures();
+setupGrow(translate);
+loadEvidence(tryIt);
