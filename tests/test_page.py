@@ -29,6 +29,8 @@ pytestmark = pytest.mark.skipif(
     reason="no chromium (Debian: apt-get install chromium); .ci/run installs it and requires these tests",
 )
 DONE = 120_000  # ms to wait for a translation by every model
+ANSWERED = """() => document.getElementById('status').textContent === 'done'
+                || document.getElementById('error').textContent !== ''"""  # answered, or an error shown
 SYSTEMS: dict[str, Callable[[str], str]] = {  # each model's stored test translations, from the reference
     "gru": lambda reference: " ".join(reference.split()[:-1]),  # the last word left out
     "bahdanau": lambda reference: " ".join(reversed(reference.split())),
@@ -110,9 +112,10 @@ def page(browser, failing):
 
 
 def translated(page) -> None:
-    """Wait until every model has answered, with no error shown."""
-    expect(page.locator("#status")).to_have_text("done", timeout=DONE)
+    """Wait until every model has answered, with no error shown (failing at once on one)."""
+    page.wait_for_function(ANSWERED, timeout=DONE)
     expect(page.locator("#error")).to_be_empty()
+    expect(page.locator("#status")).to_have_text("done")
 
 
 def screenshot(page, name: str) -> None:
@@ -130,7 +133,8 @@ def models_translation(server: str, text: str) -> dict[str, str]:
     return {name: result["translations"] for name, result in answer["results"].items()}
 
 
-def test_the_page_translates_a_paragraph_with_every_model(page, server):
+def test_the_page_translates_a_paragraph_with_every_model(page, server, failing):
+    failing.add("/translate")  # its last request is refused: 413
     page.goto(server)
     expect(page.locator(".model")).to_have_count(3)
     expect(page.locator("#figures a")).to_have_text(["BLEU by source length"])
