@@ -148,3 +148,15 @@ def test_the_lab_answers_saliency_heads_drift_and_chrf_per_text(client):
     one = client.post("/translate", json={"text": DE[1], "model": "gru", "saliency": True, "reference": "a dog"})
     answer = one.json()["results"]["gru"]
     assert isinstance(answer["chrf"], float) and len(answer["saliency"]) == 1 and "attention" not in answer
+
+
+def test_a_text_sent_whole_is_one_input_not_its_sentences(client, translators):
+    text = TEXTS[1]  # two sentences (two lines)
+    for split, count in ((True, 2), (False, 1)):
+        body = {"text": text, "beam_size": 2, "attention": True, "saliency": True, "split_sentences": split}
+        results = client.post("/translate", json=body).json()["results"]
+        for name, result in results.items():
+            assert len(result["saliency"]) == count, (name, split)
+            own = translators[name].translate(text, beam_size=2, split_sentences=split)
+            assert result["translations"] == own
+        assert len(results["gru"]["context"]) == len(results["transformer"]["attention"]) == count

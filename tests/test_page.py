@@ -127,9 +127,11 @@ def card(page, name: str):
     return page.locator(f'.model[data-model="{name}"]')
 
 
-def models_translation(server: str, text: str) -> dict[str, str]:
-    """Each model's translation of `text` as the API gives it (the page's default beam of 5)."""
-    answer = httpx.post(f"{server}/translate", json={"text": text, "beam_size": 5}, timeout=120).json()
+def models_translation(server: str, text: str, whole: bool = False) -> dict[str, str]:
+    """Each model's translation of `text` as the API gives it (the page's default beam of 5), sentence by
+    sentence or (`whole`) as one input."""
+    body = {"text": text, "beam_size": 5, "split_sentences": not whole}
+    answer = httpx.post(f"{server}/translate", json=body, timeout=120).json()
     return {name: result["translations"] for name, result in answer["results"].items()}
 
 
@@ -157,6 +159,7 @@ def test_growing_a_test_example_adds_its_next_sentence_and_reference(page, serve
     expect(page.locator("#grow")).to_be_disabled()
     page.select_option("#example", "1")
     translated(page)
+    expect(page.locator("#whole")).to_be_checked()  # a grown example is read whole, as one input
     expect(page.locator("#source")).to_have_value(example["sources"][0])
     expect(page.locator("#reference")).to_have_value(example["references"][0])
     page.click("#grow")
@@ -173,9 +176,9 @@ def test_growing_a_test_example_adds_its_next_sentence_and_reference(page, serve
     page.fill("#source", f"{page.input_value('#source')} {DE[0]}")  # typing more, then Translate
     page.click("#submit")
     translated(page)
-    expect(card(page, "transformer").locator(".translation")).to_have_text(
-        models_translation(server, page.input_value("#source"))["transformer"]
-    )
+    whole = models_translation(server, page.input_value("#source"), whole=True)
+    for name in ("gru", "bahdanau", "transformer"):
+        expect(card(page, name).locator(".translation")).to_have_text(whole[name])
     for _ in range(6):  # the example's other sentences, one by one: then there are none to add
         page.click("#grow")
         translated(page)

@@ -175,7 +175,10 @@ def test_attention_past_its_cap_is_refused_before_decoding(client):
     sentence = "Hund " * 39 + "Hund."  # 40 words: up to 40 x 70 cells of attention in the tiny model
     texts = [" ".join([sentence] * 24)] * 4  # 96 sentences, under 5,000 characters a text
     refused = client.post("/translate", json={"text": texts, "model": "transformer", "attention": True})
-    assert refused.status_code == 413 and "over the limit of 200000 a request" in refused.json()["error"]
+    assert (
+        refused.status_code == 413
+        and f"over the limit of {Limits().attention_cells} a request" in refused.json()["error"]
+    )
     many = ["Ja. " * 1_250] * 4  # 5,000 one-word sentences, in every character limit
     refused = client.post("/translate", json={"text": many, "attention": True})
     assert refused.status_code == 413 and "5000 sentences (at most 256 a request)" in refused.json()["error"]

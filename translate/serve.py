@@ -1,18 +1,19 @@
 """`translate serve`: the models behind an HTTP API (FastAPI on uvicorn) and a page at `/` showing them side by side.
 
     POST /translate  {"text": str | [str], "model": NAME | "all", "beam_size"?, "alpha"?, "attention"?,
-                      "n_best"?, "saliency"?, "reference"?: str | [str]}
+                      "n_best"?, "saliency"?, "reference"?: str | [str], "split_sentences"?}
     GET  /openapi.json, /docs   the bodies' schemas (serve_schema.py), an example request
     GET  /models     name, architecture, parameters, test BLEU (from the leaderboard report) of each model
     GET  /figures    the leaderboard figures the page links to; /evidence, /examples: serve_evidence.py
     GET  /health     200 {"status": "ok", ...} while every model's worker runs; 503 "degraded" naming the dead ones
     GET  /ready      200 while every worker runs and the server is not shutting down; 503 otherwise
 
-Each model has one queue and one thread: requests that arrive while it translates a batch wait, and go together
-(up to `max_batch` of them) into its next batch, so concurrent clients share batches and no two batches run through
-one model at once. With `attention`, each text's answer has one entry per sentence: its attention (source and target
-subwords, weights (target, source); the Transformer's of every layer and head too) or the GRU's context vector and
-its drift; `saliency`, `n_best` and a `reference` add each source subword's share of the gradient, the n best
+Each model has one queue and one thread (serve_workers.py): requests that arrive while it translates a batch
+wait, and go together (up to `max_batch` of them) into its next batch, so concurrent clients share batches and no two
+batches run through one model at once. Each text is split into sentences, translated together, unless
+`split_sentences` is false. With `attention`, each text's answer has one entry per sentence: its attention (source and
+target subwords, weights (target, source); the Transformer's of every layer and head too) or the GRU's context vector
+and its drift; `saliency`, `n_best` and a `reference` add each source subword's share of the gradient, the n best
 translations and chrF (lab.py). A client that goes away is dropped from the queue.
 
 What is guaranteed (the limits are :class:`Limits`, defaults in brackets): every /translate request
@@ -22,7 +23,7 @@ gets an answer, and every error it gets is JSON {"error": message naming the lim
   beam size), an unknown model, a reference not shaped as the text; "detail" lists each problem as FastAPI does;
 - 413 for a body over `body_bytes` (1 MB), over `texts` (64) texts, `characters` (5,000) a text or `total_characters`
   (20,000) in all, over `sentences` (256) sentences, a sentence over a model's source limit, or (with attention) over
-  `attention_cells` (200,000) cells of attention from all asked models, counted before decoding as each sentence's
+  `attention_cells` (500,000) cells of attention from all asked models, counted before decoding as each sentence's
   source tokens x its longest output x (1 + layers x heads) for the Transformer (the GRU's not at all);
 - 408 when the body takes over `body_seconds` (10 s) to arrive;
 - 503 with Retry-After: 1 when an asked model's queue already holds `queue` (64) requests (then no model takes
@@ -41,12 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import time
-from collections import deque
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
@@ -55,10 +51,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from translate.lab import explain
 from translate.search import TranslationModel
 from translate.serve_evidence import Evidence, add_evidence_routes
-from translate.serve_limits import Limits, Query, RequestError, check_query, read_body
+from translate.serve_limits import Limits, RequestError, check_query, read_body
 from translate.serve_schema import (
     ERRORS,
     Figure,
@@ -69,11 +64,11 @@ from translate.serve_schema import (
     TranslateRequest,
     TranslateResponse,
     invalid,
-    model_result,
     parse_query,
     refused,
     request_model,
 )
+from translate.serve_workers import Pool, Worker
 from translate.translator import Translator
 
 __all__ = ["Limits", "Server", "create_app"]
@@ -84,167 +79,6 @@ FIGURES = {  # the leaderboard figures the page links to, if the reports folder 
     "Long inputs: BLEU by source length": "long/bleu_by_length.png",
     "Long inputs: what each model remembers": "long/remembers.png",
 }
-
-
-@dataclass
-class Job:
-    query: Query
-    future: asyncio.Future = field(repr=False)
-
-
-class Worker:
-    """One model's queue, and the one thread that translates its batches in turn."""
-
-    def __init__(self, name: str, translator: Translator, max_batch: int) -> None:
-        self.name, self.translator, self.max_batch = name, translator, max_batch
-        self.queue: deque[Job] = deque()  # waiting
-        self.batch: list[Job] = []  # taken from the queue, being translated
-        self.wakeup = asyncio.Event()
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"translate-{name}")
-        self.task: asyncio.Task | None = None
-        self.translating = 0  # requests in the batch being translated
-        self.translated = 0  # texts, since the start
-
-    @property
-    def alive(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self.run(), name=f"worker {self.name}")
-        self.task.add_done_callback(self.stopped)
-
-    def stopped(self, task: asyncio.Task) -> None:
-        """(When run() ends, which it does only if it fails or is cancelled.) Answer its jobs 503."""
-        cause = "cancelled" if task.cancelled() else repr(task.exception())
-        self.fail(RequestError(f"model {self.name} is not available: its worker stopped ({cause})", 503))
-
-    def fail(self, error: RequestError) -> None:
-        for job in [*self.batch, *self.queue]:
-            if not job.future.done():
-                job.future.set_exception(error)
-        self.queue.clear()
-
-    def stop(self, error: RequestError) -> None:
-        """Answer every job `error`, end run() and the thread (after the batch it may be translating)."""
-        self.fail(error)
-        if self.task is not None:
-            self.task.cancel()
-        self.thread.shutdown(wait=False, cancel_futures=True)
-
-    def put(self, job: Job) -> None:
-        self.queue.append(job)
-        self.wakeup.set()
-
-    def withdraw(self, job: Job) -> None:
-        """The job is no longer wanted: it leaves the queue (and is skipped if its batch has not started)."""
-        job.future.cancel()
-        with contextlib.suppress(ValueError):
-            self.queue.remove(job)
-
-    async def run(self) -> None:
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            while self.queue:
-                self.batch = [self.queue.popleft() for _ in range(min(self.max_batch, len(self.queue)))]
-                for settings in dict.fromkeys(job.query.settings for job in self.batch):
-                    jobs = [job for job in self.batch if job.query.settings == settings and not job.future.done()]
-                    if jobs:
-                        await self.translate(jobs)
-                self.batch = []
-
-    async def translate(self, jobs: list[Job]) -> None:
-        """Translate the jobs (of one setting) as one batch; if that fails, each alone, so that one
-        failing request fails no other. If the thread is gone, run() fails with it."""
-        running = asyncio.get_running_loop().run_in_executor(self.thread, self.run_batch, jobs)
-        self.translating = len(jobs)
-        try:
-            answers = await running
-        except Exception as e:
-            if len(jobs) > 1:
-                for job in jobs:
-                    if not job.future.done():
-                        await self.translate([job])
-            elif not jobs[0].future.done():
-                jobs[0].future.set_exception(RequestError(f"{self.name} failed: {type(e).__name__}: {e}", 500))
-            return
-        finally:
-            self.translating = 0
-        self.translated += sum(len(job.query.texts) for job in jobs)
-        for job, answer in zip(jobs, answers, strict=True):
-            if not job.future.done():
-                job.future.set_result(answer)
-
-    def run_batch(self, jobs: list[Job]) -> list[dict]:
-        """(In the worker thread.) Each job's answer from this model, all decoded (and explained) at once."""
-        start, (beam_size, alpha, attention, n_best) = time.perf_counter(), jobs[0].query.settings
-        texts = [text for job in jobs for text in job.query.texts]
-        found = self.translator.translate(
-            texts, beam_size, alpha, n_best, return_details=True, attention=attention, block_attention=False
-        )
-        nbests = found if n_best > 1 else [[translation] for translation in found]
-        asked = [job.query.saliency for job in jobs for _ in job.query.texts]
-        explained = explain(self.translator, [nbest[0] for nbest in nbests], asked, attention)
-        seconds, gradients = time.perf_counter() - start, self.translator.model.has_gradients
-        ends = list(itertools.accumulate((len(job.query.texts) for job in jobs), initial=0))
-        return [
-            model_result(job.query, nbests[a:b], explained[a:b], seconds, len(jobs), gradients)
-            for job, (a, b) in zip(jobs, itertools.pairwise(ends), strict=True)
-        ]
-
-
-class Pool:
-    """The models' workers: they take a query's jobs or refuse the whole query, and drain on shutdown."""
-
-    def __init__(self, workers: dict[str, Worker], limits: Limits) -> None:
-        self.workers, self.limits = workers, limits
-        self.translators = {name: worker.translator for name, worker in workers.items()}
-        self.closing: asyncio.Task | None = None
-
-    @property
-    def dead(self) -> list[str]:
-        return [name for name, worker in self.workers.items() if not worker.alive]
-
-    def admit(self, query: Query) -> None:
-        """Refuse (503) the query if any model it asks cannot take it now."""
-        if self.closing is not None:
-            raise RequestError("the server is shutting down", 503)
-        for name in query.models:
-            if not self.workers[name].alive:
-                raise RequestError(f"model {name} is not available: its worker stopped", 503)
-            if len(self.workers[name].queue) >= self.limits.queue:
-                raise RequestError(f"{name}'s queue is full ({self.limits.queue} requests waiting, the limit)", 503)
-
-    def submit(self, query: Query) -> list[Job]:
-        """One job a model, queued; or, if any asked model cannot take it, none (503)."""
-        self.admit(query)
-        loop = asyncio.get_running_loop()
-        jobs = [Job(query, loop.create_future()) for _ in query.models]
-        for name, job in zip(query.models, jobs, strict=True):
-            self.workers[name].put(job)
-        return jobs
-
-    def withdraw(self, query: Query, jobs: list[Job]) -> None:
-        for name, job in zip(query.models, jobs, strict=True):
-            self.workers[name].withdraw(job)
-
-    def drain(self) -> asyncio.Task:
-        """Start (once) shutting down: refuse new requests, wait up to `limits.shutdown_seconds` for the
-        queued ones, then answer what is left 503 and stop the workers. The task doing it."""
-        if self.closing is None:
-            self.closing = asyncio.create_task(self._drain())
-        return self.closing
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.shutdown_seconds
-        busy = [worker for worker in self.workers.values() if worker.alive]
-        while loop.time() < deadline and any(worker.queue or worker.batch for worker in busy):
-            await asyncio.sleep(0.02)
-        error = f"the server is shutting down (queued work got {self.limits.shutdown_seconds:g} s to finish)"
-        for worker in self.workers.values():
-            worker.stop(RequestError(error, 503))
-        await asyncio.gather(*(w.task for w in self.workers.values() if w.task is not None), return_exceptions=True)
 
 
 class Server(uvicorn.Server):

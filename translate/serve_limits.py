@@ -25,7 +25,7 @@ class Limits:
     characters: int = 5_000  # per text
     total_characters: int = 20_000
     sentences: int = 256  # in all the texts
-    attention_cells: int = 200_000  # weights (target x source subwords a sentence, a map) of all asked models
+    attention_cells: int = 500_000  # weights (target x source subwords a sentence, a map) of all asked models
     beam_size: int = 16
     queue: int = 64  # requests waiting for each model (503 past it)
     body_seconds: float = 10.0  # to send the body (408 past it)
@@ -58,11 +58,12 @@ class Query:
     n_best: int = 1
     saliency: bool = False
     references: list[str] | None = None  # one a text
+    split_sentences: bool = True  # False: each text translated whole, as one input
 
     @property
     def settings(self) -> tuple:
         """What decoding depends on: requests with the same settings go in one batch."""
-        return self.beam_size, self.alpha, self.attention, self.n_best
+        return self.beam_size, self.alpha, self.attention, self.n_best, self.split_sentences
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
@@ -88,10 +89,15 @@ async def read_body(request: Request, limits: Limits) -> bytes:
         raise RequestError(f"the body did not arrive within {limits.body_seconds:g} s (the limit)", 408) from None
 
 
-def source_lengths(name: str, translator: Translator, texts: list[str], limits: Limits) -> list[int]:
-    """The source tokens of each sentence of `texts`; refused (413) past `limits.sentences` sentences or
-    with a sentence longer than the model's source limit, which it would truncate."""
-    split = [[s for line in split_lines(text, translator.source_language) for s in line] for text in texts]
+def source_lengths(name: str, translator: Translator, query: Query, limits: Limits) -> list[int]:
+    """The source tokens of each sentence of the query's texts (each text whole, if it is not split);
+    refused (413) past `limits.sentences` sentences or with one longer than the model's source limit,
+    which it would truncate."""
+    language = translator.source_language
+    split = [
+        [s for line in split_lines(text, language) for s in line] if query.split_sentences else [text]
+        for text in query.texts
+    ]
     total = sum(map(len, split))
     if total > limits.sentences:
         raise RequestError(f"the texts have {total} sentences (at most {limits.sentences} a request)", 413)
@@ -118,7 +124,7 @@ def check_query(query: Query, translators: dict[str, Translator], limits: Limits
             decoding = translator.settings(beam_size=query.beam_size, alpha=query.alpha, n_best=query.n_best)
         except ValueError as e:
             raise RequestError(f"{name}: {e}", 422) from e
-        lengths = source_lengths(name, translator, query.texts, limits)
+        lengths = source_lengths(name, translator, query, limits)
         if query.attention and lengths and not translator.model.has_context_vector:
             sources, maps = torch.tensor(lengths), 1 + translator.model.attention_maps
             cells += maps * int((sources * max_output_lengths(sources, decoding, translator.model.max_length)).sum())

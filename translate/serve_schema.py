@@ -52,7 +52,16 @@ class TranslateRequest(BaseModel):
         texts = [self.text] if single else self.text
         references = None if self.reference is None else [self.reference] if single else self.reference
         return Query(
-            texts, single, models, self.beam_size, self.alpha, self.attention, self.n_best, self.saliency, references
+            texts,
+            single,
+            models,
+            self.beam_size,
+            self.alpha,
+            self.attention,
+            self.n_best,
+            self.saliency,
+            references,
+            self.split_sentences,
         )
 
 
@@ -137,8 +146,8 @@ def request_model(limits: Limits, names: Sequence[str]) -> type[TranslateRequest
 
 
 def lab_fields(limits: Limits, text: Any, texts: Any) -> dict[str, tuple]:
-    """The request's fields for the page's lab (lab.py): the n best translations, saliency, and a reference
-    (`text`'s and `texts`' types and limits) to score by chrF."""
+    """The request's fields for the page's lab (lab.py): the n best translations, saliency, a reference
+    (`text`'s and `texts`' types and limits) to score by chrF, and whether to split texts into sentences."""
     reference = Annotated[
         Annotated[None, Tag("null")] | Annotated[text, Tag("string")] | Annotated[texts, Tag("list")],
         Discriminator(
@@ -159,6 +168,10 @@ def lab_fields(limits: Limits, text: Any, texts: Any) -> dict[str, tuple]:
         "reference": (
             Annotated[reference, AfterValidator(shaped_as_text)],
             Field(None, description="a reference translation of each text (the shape of text), scored by chrF"),
+        ),
+        "split_sentences": (
+            bool,
+            Field(True, strict=True, description="translate each sentence alone (false: each text whole, in one go)"),
         ),
     }
 

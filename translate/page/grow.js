@@ -42,6 +42,7 @@ function choose(example, translate) {
   if (!state.example) return update();
   $("source").value = "";
   $("reference").value = "";
+  $("whole").checked = true; // the models read the grown text as one input: the context vector has to hold it all
   grow(translate);
 }
 

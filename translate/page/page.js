@@ -12,7 +12,8 @@ let latest = 0; // the newest request's number: an older answer arriving after i
 function request() {
   const beam = Number($("beam").value);
   const body = {text: $("source").value, model: "all", beam_size: beam,
-                attention: $("attention").checked, saliency: $("saliency").checked};
+                attention: $("attention").checked, saliency: $("saliency").checked,
+                split_sentences: !$("whole").checked};
   if (Number.isInteger(beam) && beam > 1) body.n_best = Math.min(5, beam);
   const reference = $("reference").value.trim();
   if (reference) body.reference = reference;
