@@ -260,9 +260,8 @@ class ExportedTransformer:
         self.architecture = f"{self.metadata['architecture']} (CTranslate2 {self.metadata['quantization']})"
         self.num_parameters = self.metadata["parameters"]
         self.test_bleu = self.metadata["test_bleu"]
-        # on the CPU one thread per batch and `threads` batches at once: 1.39x the sentences/s of each batch on
-        # both threads (2 cores, benchmarks/decoding_speed/ctranslate2_speed.md); so each batch is split among
-        # them (a lone batch, as the server's, keeps every thread busy) and all batches are handed over at once
+        # on the CPU one thread per part of a batch, every batch handed over at once: 1.41x the sentences/s of each
+        # batch on both threads, 1.31x of one batch at a time (2 cores, benchmarks/decoding_speed/ctranslate2_speed.md)
         self.workers = (threads or torch.get_num_threads()) if device == "cpu" else 1
         self.translator = ctranslate2.Translator(
             str(directory), device=device, inter_threads=self.workers, intra_threads=1 if device == "cpu" else 0

@@ -51,18 +51,8 @@ class TranslateRequest(BaseModel):
         models = list(names) if self.model == "all" else [self.model]
         texts = [self.text] if single else self.text
         references = None if self.reference is None else [self.reference] if single else self.reference
-        return Query(
-            texts,
-            single,
-            models,
-            self.beam_size,
-            self.alpha,
-            self.attention,
-            self.n_best,
-            self.saliency,
-            references,
-            self.split_sentences,
-        )
+        asked = self.attention, self.n_best, self.saliency, references, self.split_sentences
+        return Query(texts, single, models, self.beam_size, self.alpha, *asked)
 
 
 def text_kind(value: Any) -> str | None:
