@@ -153,6 +153,19 @@ def translator(trained) -> Translator:
     return Translator.from_checkpoint(trained)
 
 
+@pytest.fixture(scope="module")
+def models(trained, tiny_dm) -> dict:
+    """The models the serve and page tests serve: the trained tiny Transformer, and untrained tiny GRU and
+    Bahdanau models on its tokenizer."""
+    loaded = {}
+    for name in ("gru", "bahdanau"):
+        model = tiny_model(name, tiny_dm.vocab_size)
+        model.tokenizer = tiny_dm.tokenizer
+        loaded[name] = (Path(f"{name}.ckpt"), Translator(model, "cpu"))
+    loaded["transformer"] = (trained, Translator.from_checkpoint(trained, "cpu"))
+    return loaded
+
+
 CONFIGS = Path(__file__).parents[1] / "configs"
 TINY_CLI = {
     "gru": ["--model.init_args.embed_dim=16", "--model.init_args.hidden=32"],

@@ -15,12 +15,11 @@ import sacrebleu
 from playwright.sync_api import expect, sync_playwright
 from test_serve import running
 
-from conftest import DE, EN, tiny_model
+from conftest import DE, EN
 from translate.records import read_record, record_folder, split_test_set, write_record
 from translate.report import leaderboard, read_report, write_report
 from translate.serve import create_app
 from translate.serve_evidence import Evidence
-from translate.translator import Translator
 
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"  # git-ignored: the tests' screenshots
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -36,18 +35,6 @@ SYSTEMS: dict[str, Callable[[str], str]] = {  # each model's stored test transla
     "bahdanau": lambda reference: " ".join(reversed(reference.split())),
     "transformer": lambda reference: reference,
 }
-
-
-@pytest.fixture(scope="module")
-def models(trained, tiny_dm) -> dict:
-    """The trained tiny Transformer, and untrained tiny GRU and Bahdanau models on its tokenizer."""
-    loaded = {}
-    for name in ("gru", "bahdanau"):
-        model = tiny_model(name, tiny_dm.vocab_size)
-        model.tokenizer = tiny_dm.tokenizer
-        loaded[name] = (Path(f"{name}.ckpt"), Translator(model, "cpu"))
-    loaded["transformer"] = (trained, Translator.from_checkpoint(trained, "cpu"))
-    return loaded
 
 
 @pytest.fixture(scope="module")

@@ -20,22 +20,10 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from conftest import DE, EN, tiny_model
+from conftest import DE, EN
 from translate.commands.serve import serve
 from translate.serve import Limits, Server, create_app
 from translate.translator import Translator
-
-
-@pytest.fixture(scope="module")
-def models(trained, tiny_dm) -> dict:
-    """The trained tiny Transformer, and untrained tiny GRU and Bahdanau models on its tokenizer."""
-    loaded = {}
-    for name in ("gru", "bahdanau"):
-        model = tiny_model(name, tiny_dm.vocab_size)
-        model.tokenizer = tiny_dm.tokenizer
-        loaded[name] = (Path(f"{name}.ckpt"), Translator(model, "cpu"))
-    loaded["transformer"] = (trained, Translator.from_checkpoint(trained, "cpu"))
-    return loaded
 
 
 @pytest.fixture(scope="module")
