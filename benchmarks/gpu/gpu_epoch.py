@@ -1,7 +1,7 @@
 """One epoch of each committed config on a GPU in bf16-mixed, then its test split: epoch time and tokens/s.
 
     python -m benchmarks.gpu.gpu_epoch --dataset ../shared/data/multi30k
-    python -m benchmarks.gpu.gpu_epoch --models transformer --max-tokens 8192 --name gpu_epoch_8k
+    python -m benchmarks.gpu.gpu_epoch --models transformer --max-tokens 8192 --name gpu_epoch_8k  # larger batches
     python -m benchmarks.gpu.gpu_epoch --accelerator cpu --precision 32-true --limit-train-batches 5 --name smoke
 
 Each config runs in its own process as `translate fit --config configs/<model>.yaml --trainer.accelerator gpu
