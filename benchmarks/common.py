@@ -40,13 +40,18 @@ def synchronized() -> float:
     return time.perf_counter()
 
 
-def write_results(folder: Path, name: str, results: dict, markdown: str) -> Path:
-    """Write <folder>/<name>.json and .md, stamped with the command as typed, the date (UTC) and the machine."""
-    stamp = {
+def run_stamp() -> dict:
+    """This run's command as typed, date (UTC) and machine."""
+    return {
         "command": shlex.join(["python", *sys.orig_argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
     }
+
+
+def write_results(folder: Path, name: str, results: dict, markdown: str) -> Path:
+    """Write <folder>/<name>.json and .md, stamped with the command as typed, the date (UTC) and the machine."""
+    stamp = run_stamp()
     (folder / f"{name}.json").write_text(json.dumps({**stamp, **results}, indent=2) + "\n")
     header = f"Command: `{stamp['command']}`  \nDate: {stamp['date']}  \nMachine: {json.dumps(stamp['machine'])}\n\n"
     (folder / f"{name}.md").write_text(header + markdown + "\n")

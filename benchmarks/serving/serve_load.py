@@ -16,13 +16,14 @@ p50/p95 latency per B. With one client, p50 is the median wall time of a request
 
 import argparse
 import asyncio
+import json
 import statistics
 import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks.common import write_results
+from benchmarks.common import run_stamp
 from benchmarks.serving.harness import client, free_port, sentences_and_translations, start_server
 
 
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--page", action="store_true", help="ask what the page asks: attention, saliency, 5-best")
-    parser.add_argument("--name", default="serve_load", help="<name>.json and .md beside this script")
+    parser.add_argument("--name", default="serve_load", help="the scenario: its section of serve_load.json and .md")
     args = parser.parse_args()
     if any("=" not in checkpoint for checkpoint in args.checkpoint):
         parser.error(f"--checkpoint takes NAME=PATH, got {args.checkpoint}")
@@ -87,7 +88,21 @@ def main() -> None:
             print(runs[-1], flush=True)
     models = dict(checkpoint.split("=", 1) for checkpoint in args.checkpoint)
     settings = {"clients": args.clients, "requests_per_client": args.requests, "asks": asks(args)}
-    write_results(Path(__file__).parent, args.name, {"models": models, **settings, "runs": runs}, table(runs, models))
+    write_scenario(args.name, {**run_stamp(), "models": models, **settings, "runs": runs, "table": table(runs, models)})
+
+
+def write_scenario(name: str, results: dict) -> None:
+    """Each scenario's (`--name`) latest run in serve_load.json and .md beside this script, with its own stamp."""
+    json_path, md_path = Path(__file__).with_suffix(".json"), Path(__file__).with_suffix(".md")
+    scenarios = json.loads(json_path.read_text())["scenarios"] if json_path.is_file() else {}
+    scenarios[name] = results
+    json_path.write_text(json.dumps({"scenarios": scenarios}, indent=2) + "\n")
+    sections = [
+        f"## {n}\n\nCommand: `{s['command']}`  \nDate: {s['date']}  \nMachine: {json.dumps(s['machine'])}\n\n"
+        + s["table"]
+        for n, s in scenarios.items()
+    ]
+    md_path.write_text("\n\n".join(sections) + "\n")
 
 
 def table(runs: list[dict], models: dict[str, str]) -> str:
