@@ -128,6 +128,7 @@ def test_the_page_translates_a_paragraph_with_every_model(page, server, failing)
     expect(page.locator(".model")).to_have_count(3)
     expect(page.locator("#figures a")).to_have_text(["BLEU by source length"])
     expect(card(page, "transformer").locator(".meta")).to_contain_text("test BLEU 100")  # the report's
+    expect(card(page, "transformer").locator(".meta")).to_contain_text("de → en")  # its direction
     page.fill("#source", f"{DE[6]}\n{DE[7]}")
     page.click("#submit")
     translated(page)

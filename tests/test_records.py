@@ -10,6 +10,7 @@ from conftest import train_tiny
 from translate import Translator
 from translate.checkpoints import read_checkpoint
 from translate.cli import main
+from translate.evaluation import literature_bleu, literature_tokenized
 from translate.records import (
     TestSet,
     checkpoint_translator,
@@ -17,6 +18,7 @@ from translate.records import (
     decoder,
     decoding_of,
     evaluate,
+    literature_references,
     read_record,
     weights_digest,
 )
@@ -146,3 +148,22 @@ def test_translate_evaluate_scores_a_file_and_a_dataset_split(gru_checkpoint, ti
     translator = Translator.from_checkpoint(gru_checkpoint)
     expected = translator.translate(tiny_dm.sources("test")[:7], split_sentences=False)
     assert (held_out.parent / "hypotheses.txt").read_text().splitlines() == expected
+
+
+def test_a_record_with_tokenized_references_gives_the_literatures_bleu(gru_checkpoint, test_set, tmp_path):
+    tokenized = tmp_path / "test.lc.norm.tok.en"
+    tokenized.write_text("".join(f"{line}\n" for line in literature_tokenized(test_set.references, "en")))
+    literature = literature_references(test_set, tokenized)
+    assert literature.identity() == {
+        **test_set.identity(),
+        "tokenized_sha256": literature.identity()["tokenized_sha256"],
+    }
+    record, _ = record_in(tmp_path / "records", gru_checkpoint, literature)
+    expected = literature_bleu(record.hypotheses, literature.tokenized, "en")
+    assert record.data["scores"]["literature"] == expected
+    assert expected["reference_tokens"] == sum(len(line.split()) for line in literature.tokenized)
+    plain, _ = record_in(tmp_path / "records", gru_checkpoint, test_set)
+    assert "literature" not in plain.data["scores"] and plain.folder == record.folder  # redone without it
+    tokenized.write_text("one line\n")
+    with pytest.raises(ValueError, match="has 1 lines for the"):
+        literature_references(test_set, tokenized)

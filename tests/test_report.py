@@ -3,6 +3,7 @@ the committed reports rendered from the committed records (bad input: test_bad_i
 
 import json
 import logging
+from argparse import Namespace
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,7 @@ from conftest import train_tiny
 from translate import Translator
 from translate.checkpoints import best_checkpoint
 from translate.commands.leaderboard import leaderboard as leaderboard_command
+from translate.commands.leaderboard import readme_block
 from translate.records import (
     TestSet,
     attention_of,
@@ -28,8 +30,10 @@ from translate.records import (
     read_record,
 )
 from translate.report import (
+    directions_summary,
     finding,
     leaderboard,
+    main_table,
     render_markdown,
     rendered,
     rerendered,
@@ -147,7 +151,7 @@ def test_records_of_different_test_sets_are_not_one_leaderboard(records, checkpo
 def test_readme_block_is_the_short_version(report, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- leaderboard:start -->\nthe old block\n<!-- leaderboard:end -->\noutro\n")
-    update_readme(readme, report, "reports/", "reports/leaderboard.md", "leaderboard")
+    update_readme(readme, "leaderboard", summary(report, "reports/", "reports/leaderboard.md"))
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "the old block" not in text
     assert "(reports/bleu_by_length.png)" in text and "(reports/leaderboard.md)" in text
@@ -211,7 +215,10 @@ def test_long_report_scores_by_joined_k_split_and_what_each_model_remembers(chec
 # -- the committed reports --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("folder", ["reports", "reports/long"])
+DIRECTIONS = sorted(p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "reports").glob("*-*/leaderboard.json"))
+
+
+@pytest.mark.parametrize("folder", ["reports", "reports/long", *DIRECTIONS])
 def test_committed_reports_render_from_the_committed_records(folder):
     directory = ROOT / folder
     files = rerendered(directory)
@@ -226,7 +233,11 @@ def test_committed_reports_render_from_the_committed_records(folder):
             assert data == (directory / name).read_bytes(), name
     block = "long" if report["test_set"]["joined"] != [1] else "leaderboard"
     text = (ROOT / "README.md").read_text()
-    assert summary(report, f"{folder}/", f"{folder}/leaderboard.md") in text.split(f"<!-- {block}:start -->\n")[1]
+    if folder in DIRECTIONS:
+        reports = {name: json.loads((ROOT / name / "leaderboard.json").read_text()) for name in DIRECTIONS}
+        assert text.split("<!-- directions:start -->\n")[1].startswith(directions_summary(reports))
+    else:
+        assert summary(report, f"{folder}/", f"{folder}/leaderboard.md") in text.split(f"<!-- {block}:start -->\n")[1]
 
 
 def test_no_two_committed_records_give_one_name_to_different_weights():
@@ -305,3 +316,32 @@ def test_leaderboard_refuses_configs_that_test_on_different_sets(checkpoints, ti
     leaderboard_command([*args, "--joined=2", "--out=long"])  # --joined reads the split itself, for every config
     report = json.loads((tmp_path / "long/leaderboard.json").read_text())
     assert report["test_set"]["joined"] == [1, 2] and report["test_set"]["sentences"] == 50 + 25
+
+
+def test_the_models_table_has_the_literatures_bleu_where_records_have_it(report):
+    assert "tokenized BLEU" not in main_table(report)[0]
+    first, *others = report["models"]
+    scores = {"bleu": 41.016, "processing": "lowercase, …", "reference_tokens": 12103, "signature": "tok:none"}
+    literature = {**report, "models": [{**first, "literature": scores}, *others]}
+    header, _, row, *rest = main_table(literature)
+    assert "| chrF | tokenized BLEU | vs previous" in header and "| 41.02 |" in row
+    assert all("| — |" in line for line in rest)
+    assert "official tokenized references (12,103 tokens): `tok:none`" in render_markdown(literature)
+
+
+def test_the_directions_block_has_each_directions_models(report, tmp_path):
+    first, *others = report["models"]
+    for pair in ("en-de", "fr-en"):
+        this = {**report, "test_set": {**report["test_set"], "languages": pair.split("-")}}
+        if pair == "en-de":
+            this["models"] = [{**first, "literature": {"bleu": 41.016}}, *others]
+        (tmp_path / "reports" / pair).mkdir(parents=True)
+        (tmp_path / "reports" / pair / "leaderboard.json").write_text(json.dumps(this))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- directions:start -->\n<!-- directions:end -->\n")
+    args = Namespace(readme=readme, readme_block="directions", out=tmp_path / "reports/fr-en", joined=None)
+    readme_block(args, report)
+    rows = [line for line in readme.read_text().splitlines() if line.startswith(("| en→de |", "| fr→en |"))]
+    assert len(rows) == 2 * len(report["models"])
+    assert "| 41.02 | [reports/en-de](reports/en-de/leaderboard.md) |" in rows[0]
+    assert rows[-1].endswith("| — | [reports/fr-en](reports/fr-en/leaderboard.md) |")

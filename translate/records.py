@@ -21,14 +21,14 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from translate.checkpoints import check_languages, model_from, read_checkpoint, training_record
 from translate.data import TranslationDataModule, join_runs, load_splits, text_pairs
-from translate.evaluation import bleu_of, bleu_statistics, chrf_scores
+from translate.evaluation import bleu_of, bleu_statistics, chrf_scores, literature_bleu
 from translate.files import atomic_write_bytes, write_json
 from translate.machine import machine
 from translate.saliency import remembered
@@ -56,6 +56,7 @@ class TestSet:
     references: list[str]
     about: dict
     joined: list[int] = field(default_factory=list)
+    tokenized: list[str] | None = None  # the references as the literature scores them (literature_references)
 
     def __post_init__(self) -> None:
         self.sources, self.references = list(self.sources), list(self.references)
@@ -65,7 +66,24 @@ class TestSet:
 
     def identity(self) -> dict:
         texts = json.dumps([self.sources, self.references], ensure_ascii=False).encode()
-        return {"name": self.name, **self.about, "sentences": len(self.sources), "sha256": digest(texts)}
+        identity = {"name": self.name, **self.about, "sentences": len(self.sources), "sha256": digest(texts)}
+        if self.tokenized is not None:
+            identity["tokenized_sha256"] = digest("".join(f"{line}\n" for line in self.tokenized).encode())
+        return identity
+
+
+def literature_references(test_set: TestSet, path: Path) -> TestSet:
+    """`test_set` with its references as Multi30k papers score against them: `path`, one tokenized,
+    lowercased reference a line (e.g. the official test_2016_flickr.lc.norm.tok.de), in the test set's
+    order; records of it also give the literature's BLEU (evaluation.literature_bleu)."""
+    if set(test_set.joined) != {1}:
+        raise ValueError(f"tokenized references are of single sentences, but {test_set.name} joins them")
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if len(lines) != len(test_set.references):
+        raise ValueError(
+            f"{path} has {len(lines)} lines for the {len(test_set.references)} references of {test_set.name}"
+        )
+    return replace(test_set, tokenized=lines)
 
 
 def dataset_test_set(dm: TranslationDataModule, split: str = "test", joined: Sequence[int] = (1,)) -> TestSet:
@@ -164,13 +182,17 @@ def write_record(
         for source, k, stats in zip(test_set.sources, test_set.joined, statistics, strict=True)
     ]
     files = {HYPOTHESES: "".join(f"{h}\n" for h in hypotheses), SENTENCES: "".join(f"{row}\n" for row in rows)}
+    target = test_set.about["languages"][1]
+    literature = (
+        {} if test_set.tokenized is None else {"literature": literature_bleu(hypotheses, test_set.tokenized, target)}
+    )
     for name, text in files.items():
         atomic_write_bytes(folder / name, text.encode("utf-8"))
     record = {
         "model": model,
         "test_set": test_set.identity(),
         "decoding": decoding,
-        "scores": {**bleu_of(statistics, n_bootstrap), **chrf_scores(hypotheses, test_set.references)},
+        "scores": {**bleu_of(statistics, n_bootstrap), **chrf_scores(hypotheses, test_set.references), **literature},
         "decode_seconds": round(seconds, 1),
         "sentences_per_second": round(len(hypotheses) / max(seconds, 1e-9), 1),
         "extra": extra or {},

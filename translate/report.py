@@ -161,15 +161,21 @@ def caption(report: dict, full: str) -> str:
 
 
 def main_table(report: dict) -> list[str]:
+    """The models' table; with a "tokenized BLEU" column (the literature's, evaluation.literature_bleu)
+    where their records have it."""
+    tokenized = any("literature" in m for m in report["models"])
+    head, align = (" tokenized BLEU |", "---:|") if tokenized else ("", "")
     lines = [
-        "| Model | Parameters | Epochs | Training | sacreBLEU | 95 % CI | chrF | vs previous (paired bootstrap) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        f"| Model | Parameters | Epochs | Training | sacreBLEU | 95 % CI | chrF |{head}"
+        " vs previous (paired bootstrap) |",
+        f"|---|---:|---:|---:|---:|---:|---:|{align}---|",
     ]
     for previous, m in zip([None, *report["models"]], report["models"], strict=False):
         minutes = f"{m['train_seconds'] / 60:.0f} min" if m["train_seconds"] is not None else "—"
+        literature = f" {m['literature']['bleu']:.2f} |" if "literature" in m else " — |" if tokenized else ""
         lines.append(
             f"| {m['name']} | {m['parameters'] / 1e6:.1f} M | {m['epochs']} | {minutes} | **{m['bleu']:.2f}** "
-            f"| ± {m['bleu_ci']:.2f} | {m['chrf']:.2f} | {versus(report, previous, m)} |"
+            f"| ± {m['bleu_ci']:.2f} | {m['chrf']:.2f} |{literature} {versus(report, previous, m)} |"
         )
     return lines
 
@@ -235,6 +241,13 @@ def render_markdown(report: dict, images: str = "") -> str:
     lines = [SMOKE, ""] if report["smoke"] else []
     lines += [caption(report, "#provenance").split("; how")[0] + ".", "", *main_table(report), ""]
     lines += [f"sacreBLEU: `{models[0]['signature']}`; chrF: `{models[0]['chrf_signature']}`.", ""]
+    if "literature" in models[0]:
+        literature = models[0]["literature"]
+        lines += [
+            f"Tokenized BLEU, the Multi30k literature's: hypotheses {literature['processing']}, against the "
+            f"official tokenized references ({literature['reference_tokens']:,} tokens): `{literature['signature']}`.",
+            "",
+        ]
     lines += ["### BLEU by source length", "", *length_table(report), ""]
     lines += [f"![BLEU by source length]({images}bleu_by_length.png)", "", report["finding"], ""]
     if "by_joined" in models[0]:
@@ -282,6 +295,24 @@ def summary(report: dict, images: str, full: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def directions_summary(reports: dict[str, dict]) -> str:
+    """The README's table of other directions: each model of each report (by its folder, relative to the
+    README) with sacreBLEU and, where measured, the literature's tokenized BLEU."""
+    lines = [
+        "| Direction | Model | Training | sacreBLEU | 95 % CI | tokenized BLEU | Report |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for folder, report in reports.items():
+        for m in report["models"]:
+            minutes = f"{m['train_seconds'] / 60:.0f} min" if m["train_seconds"] is not None else "—"
+            tokenized = f"{m['literature']['bleu']:.2f}" if "literature" in m else "—"
+            lines.append(
+                f"| {'→'.join(report['test_set']['languages'])} | {m['name']} | {minutes} | **{m['bleu']:.2f}** "
+                f"| ± {m['bleu_ci']:.2f} | {tokenized} | [{folder}]({folder}/leaderboard.md) |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 # -- files -------------------------------------------------------------------------------------------
 
 
@@ -300,16 +331,15 @@ def write_report(report: dict, records: Sequence[Record], directory: Path) -> Pa
     return directory / "leaderboard.json"
 
 
-def update_readme(readme: Path, report: dict, images: str, full: str, block: str) -> None:
-    """Replace the README's block between ``<!-- {block}:start -->`` and ``<!-- {block}:end -->`` with
-    the report's summary."""
+def update_readme(readme: Path, block: str, text: str) -> None:
+    """Replace the README's block between ``<!-- {block}:start -->`` and ``<!-- {block}:end -->`` with `text`."""
     start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    text = readme.read_text(encoding="utf-8")
-    if start not in text or end not in text:
+    current = readme.read_text(encoding="utf-8")
+    if start not in current or end not in current:
         raise ValueError(f"{readme} has no {start} ... {end} block to update")
-    head, rest = text.split(start, 1)
+    head, rest = current.split(start, 1)
     tail = rest.split(end, 1)[1]
-    atomic_write_bytes(readme, (head + f"{start}\n{summary(report, images, full)}{end}" + tail).encode())
+    atomic_write_bytes(readme, (head + f"{start}\n{text}{end}" + tail).encode())
 
 
 def read_report(path: Path) -> dict:

@@ -1,7 +1,8 @@
 """Choose each model's length penalty on the validation split (never the test split).
 
-Beam-5 decoding of the 1,014 validation sentences at every alpha of a grid; sacreBLEU, its brevity
-penalty and the hypothesis/reference length ratio show whether outputs run short or long. The best
+Beam-5 decoding of the 1,014 validation sentences (in each checkpoint's direction) at every alpha of a
+grid; sacreBLEU, its brevity penalty and the hypothesis/reference length ratio show whether outputs run
+short or long. The best
 alpha goes into the config's ``decoding:`` section (``alpha``; ``--decoding.alpha`` on the command line),
 which `translate test` and the leaderboard decode with.
 
@@ -27,14 +28,15 @@ def main() -> None:
     parser.add_argument("--name", default="length_penalty", help="<name>.json and .md beside this script")
     args = parser.parse_args()
 
-    data = TranslationDataModule(dataset=args.dataset, eval_join=args.eval_join)
-    sources, references = data.sources("validation"), data.references("validation")
-    results: dict = {"split": "validation", "eval_join": args.eval_join, "sentences": len(sources), "models": {}}
+    results: dict = {"dataset": args.dataset, "split": "validation", "eval_join": args.eval_join, "models": {}}
     results["beam_size"] = args.beam_size
     table = "| model | alpha | val sacreBLEU | brevity penalty | hyp/ref length |\n|---|---:|---:|---:|---:|\n"
     for item in args.checkpoint:
         name, path = item.split("=", 1)
         translator = Translator.from_checkpoint(path, device="cpu")
+        source, target = translator.model.languages or ("de", "en")  # the checkpoint's direction
+        data = TranslationDataModule(dataset=args.dataset, src_lang=source, tgt_lang=target, eval_join=args.eval_join)
+        sources, references = data.sources("validation"), data.references("validation")
         rows = []
         for alpha in args.alphas:
             hypotheses = translator.translate(
@@ -46,7 +48,8 @@ def main() -> None:
             )
             print(name, rows[-1], flush=True)
         best = max(rows, key=lambda row: row["bleu"])
-        results["models"][name] = {"checkpoint": path, "grid": rows, "best_alpha": best["alpha"]}
+        results["models"][name] = {"checkpoint": path, "languages": [source, target], "sentences": len(sources)}
+        results["models"][name] |= {"grid": rows, "best_alpha": best["alpha"]}
         for row in rows:
             mark = " **best**" if row is best else ""
             table += f"| {name} | {row['alpha']}{mark} | {row['bleu']} | {row['bp']} | {row['ratio']} |\n"

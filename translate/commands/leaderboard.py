@@ -23,9 +23,10 @@ from translate.records import (
     decoding_of,
     evaluate,
     joined_extra,
+    literature_references,
 )
+from translate.report import directions_summary, read_report, summary, update_readme, write_report
 from translate.report import leaderboard as leaderboard_report
-from translate.report import update_readme, write_report
 from translate.search import Decoding
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,17 @@ def arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--out", type=Path, help="report directory (default: reports, reports/long or reports/quick)")
     parser.add_argument("--readme", type=Path, help="also rewrite this README's leaderboard block")
+    parser.add_argument(
+        "--readme-block",
+        choices=["leaderboard", "long", "directions"],
+        help="the README block to rewrite (default: long with --joined, else leaderboard); directions: one table "
+        "of the reports in the <source>-<target> folders beside --out",
+    )
+    parser.add_argument(
+        "--tokenized-references",
+        type=Path,
+        help="the test references as papers score against them (tokenized, lowercased): adds the literature's BLEU",
+    )
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--alpha", type=float, help="GNMT length penalty exponent (default: each config's)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per decoding batch")
@@ -126,6 +138,8 @@ def leaderboard(argv: list[str]) -> None:
         checkpoint, dm, alpha = trained(config, overrides, args.checkpoint.get(config.stem))
         ks = range(1, args.joined + 1) if args.joined else [dm.eval_join]
         this = dataset_test_set(dm, "test", list(ks))
+        if args.tokenized_references is not None:
+            this = literature_references(this, args.tokenized_references)
         if test_set is not None and this.identity() != test_set.identity():
             raise ValueError(f"config {config} tests on {this.identity()}, the previous ones on {test_set.identity()}")
         test_set = this
@@ -133,5 +147,16 @@ def leaderboard(argv: list[str]) -> None:
     report = leaderboard_report(records, args.out, smoke=args.quick)
     log.info("leaderboard: %s", write_report(report, records, args.out))
     if args.readme:
-        images = Path(os.path.relpath(args.out, args.readme.parent)).as_posix() + "/"
-        update_readme(args.readme, report, images, f"{images}leaderboard.md", "long" if args.joined else "leaderboard")
+        readme_block(args, report)
+
+
+def readme_block(args: argparse.Namespace, report: dict) -> None:
+    """Rewrite the README's block: this report's summary, or the table of every direction's report."""
+    block = args.readme_block or ("long" if args.joined else "leaderboard")
+    relative = Path(os.path.relpath(args.out, args.readme.parent)).as_posix()
+    if block == "directions":
+        folders = sorted(args.out.parent.glob("*-*/leaderboard.json"))
+        reports = {f"{Path(relative).parent.as_posix()}/{p.parent.name}": read_report(p) for p in folders}
+        update_readme(args.readme, block, directions_summary(reports))
+    else:
+        update_readme(args.readme, block, summary(report, f"{relative}/", f"{relative}/leaderboard.md"))

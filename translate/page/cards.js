@@ -9,6 +9,7 @@ export function card(model) {
   node.dataset.model = model.name;
   node.setAttribute("aria-label", `model ${model.name}`);
   const facts = [model.architecture, `${(model.parameters / 1e6).toFixed(1)} M parameters`];
+  if (model.languages.length) facts.push(model.languages.join(" → "));
   if (model.test_bleu !== null) facts.push(`test BLEU ${model.test_bleu}`);
   node.append(element("h3", "", model.name), element("p", "meta", facts.join(" · ")));
   node.append(element("div", "translation"), element("p", "chrf"), element("p", "stats"));
