@@ -169,6 +169,14 @@ def test_finding_says_what_the_numbers_say(report):
     assert "transformer rises to 34.2 (114% of its 30.0)" in text
 
 
+def test_one_models_report_has_no_paired_tests(records):
+    one = leaderboard(records[-1:], records[-1].folder.parent.parent, n_bootstrap=100)
+    assert one["paired"] == [] and "Paired bootstrap" not in render_markdown(one)
+    assert "### Paired bootstrap tests, every pair" in render_markdown(
+        leaderboard(records[:2], records[0].folder.parent.parent, n_bootstrap=100)
+    )
+
+
 def test_smoke_report_says_so(report):
     assert "Smoke run" not in render_markdown(report)
     assert render_markdown({**report, "smoke": True}).startswith("**Smoke run**")

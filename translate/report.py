@@ -235,6 +235,15 @@ def provenance(report: dict) -> list[str]:
     return lines
 
 
+def paired_table(report: dict) -> list[str]:
+    """The paired bootstrap test of every pair of models, with its signature; none for one model."""
+    if not report["paired"]:
+        return []
+    lines = ["### Paired bootstrap tests, every pair", "", "| Baseline | System | p |", "|---|---|---:|"]
+    lines += [f"| {t['baseline']} | {t['system']} | {t['p_value']:.4f} |" for t in report["paired"]]
+    return [*lines, "", f"Signature: `{report['paired'][0]['signature']}`.", ""]
+
+
 def render_markdown(report: dict, images: str = "") -> str:
     """The whole report as Markdown, provenance included; `images` prefixes figure paths."""
     models = report["models"]
@@ -262,10 +271,7 @@ def render_markdown(report: dict, images: str = "") -> str:
         lines += ["### Attention on the longest test sentences", ""]
         lines += [f"![{h['model']}, test sentence {h['sentence']}]({images}{h['file']})" for h in report["heatmaps"]]
         lines.append("")
-    lines += ["### Paired bootstrap tests, every pair", "", "| Baseline | System | p |", "|---|---|---:|"]
-    lines += [f"| {t['baseline']} | {t['system']} | {t['p_value']:.4f} |" for t in report["paired"]]
-    lines += ["", f"Signature: `{report['paired'][0]['signature']}`." if report["paired"] else "", ""]
-    lines += ["### Provenance", "", *provenance(report)]
+    lines += [*paired_table(report), "### Provenance", "", *provenance(report)]
     return "\n".join(lines) + "\n"
 
 
